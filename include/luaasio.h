@@ -1,0 +1,171 @@
+/*
+ * luaasio.h - the flat C ABI of libluaasio.
+ *
+ * Everything between the LUAASIO_CDEF markers is plain C that LuaJIT's
+ * ffi.cdef parses as is. The library embeds that text at build time and hands
+ * it out through luaasio_cdef(), so lua/asio.lua never keeps a second copy.
+ *
+ * Conventions:
+ *  - Objects (connections, servers, resolve requests) are named by int32
+ *    handles > 0. A stale or unknown handle is rejected with LUAASIO_EBADF;
+ *    it never touches freed memory.
+ *  - Functions return >= 0 on success and a negative LUAASIO_E* code on
+ *    failure. luaasio_strerror() turns a code into a stable lowercase string.
+ *  - Asynchronous operations take a `slot` chosen by the caller. Their
+ *    outcome arrives later as a luaasio_event {slot, result} from
+ *    luaasio_poll(). C never calls back into Lua.
+ *  - Reads and writes are synchronous and non-blocking: they move what the
+ *    kernel has or accepts now and return LUAASIO_EAGAIN otherwise; the
+ *    caller then arms luaasio_conn_wait() and yields.
+ *  - No function lets a C++ exception escape.
+ */
+#ifndef LUAASIO_H
+#define LUAASIO_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* LUAASIO_CDEF_BEGIN */
+enum {
+  LUAASIO_ABI_VERSION = 1,
+
+  LUAASIO_OK = 0,
+  LUAASIO_EAGAIN = -1,
+  LUAASIO_EOF = -2,
+  LUAASIO_ECLOSED = -3,
+  LUAASIO_EBADF = -4,
+  LUAASIO_EINVAL = -5,
+  LUAASIO_ETIMEDOUT = -6,
+  LUAASIO_ECONNREFUSED = -7,
+  LUAASIO_ECONNRESET = -8,
+  LUAASIO_ECONNABORTED = -9,
+  LUAASIO_EPIPE = -10,
+  LUAASIO_EADDRINUSE = -11,
+  LUAASIO_EADDRNOTAVAIL = -12,
+  LUAASIO_EACCES = -13,
+  LUAASIO_ENETUNREACH = -14,
+  LUAASIO_EHOSTUNREACH = -15,
+  LUAASIO_ENOTRESOLVED = -16,
+  LUAASIO_EBADADDR = -17,
+  LUAASIO_ENOTSUP = -18,
+  LUAASIO_ENOENT = -19,
+  LUAASIO_EMFILE = -20,
+  LUAASIO_ENOMEM = -21,
+  LUAASIO_ENOTCONN = -22,
+  LUAASIO_ENOORIGDST = -23,
+  LUAASIO_ESYSTEM = -24,
+  LUAASIO_ECODE_MIN = -24,
+
+  LUAASIO_WAIT_READ = 0,
+  LUAASIO_WAIT_WRITE = 1,
+
+  LUAASIO_SHUT_RD = 0,
+  LUAASIO_SHUT_WR = 1,
+  LUAASIO_SHUT_RDWR = 2,
+
+  LUAASIO_OPT_NODELAY = 1,
+  LUAASIO_OPT_KEEPALIVE = 2,
+  LUAASIO_OPT_SNDBUF = 3,
+  LUAASIO_OPT_RCVBUF = 4,
+  LUAASIO_OPT_LINGER = 5,
+
+  LUAASIO_SERVER_REUSEPORT = 1,
+  LUAASIO_SERVER_V6ONLY = 2,
+  LUAASIO_SERVER_DUALSTACK = 4,
+
+  LUAASIO_FAMILY_ANY = 0,
+  LUAASIO_FAMILY_INET = 4,
+  LUAASIO_FAMILY_INET6 = 6,
+
+  LUAASIO_SOCKADDR_SIZE = 128
+};
+
+typedef struct luaasio_loop luaasio_loop;
+
+/* One completed asynchronous operation. `result` is >= 0 on success (for an
+ * accept: the new connection's handle; for a resolve: the number of
+ * addresses) or a LUAASIO_E* code. */
+typedef struct luaasio_event {
+  int32_t slot;
+  int32_t result;
+} luaasio_event;
+
+int luaasio_abi_version(void);
+int luaasio_event_size(void);
+const char *luaasio_strerror(int code);
+double luaasio_now(void);
+
+luaasio_loop *luaasio_loop_new(void);
+void luaasio_loop_free(luaasio_loop *loop);
+/* Runs the loop until at least one event is ready or `timeout` seconds pass
+ * (timeout < 0: no limit, 0: only what is ready now). Fills at most `max`
+ * events and returns their number; the rest wait for the next call. */
+int luaasio_poll(luaasio_loop *loop, luaasio_event *events, int max, double timeout);
+/* Live objects of the loop (connections, servers, requests). */
+int luaasio_loop_count(luaasio_loop *loop);
+
+/* Closes any object and frees its handle. Pending operations are cancelled
+ * and report nothing; the object itself is released once they have run. */
+int luaasio_close(luaasio_loop *loop, int32_t handle);
+
+/* Servers. `host` is an IP literal; `flags` is a LUAASIO_SERVER_* mask.
+ * Every accepted connection is reported as an event on `slot` whose result
+ * is the new handle. */
+int32_t luaasio_server_open(luaasio_loop *loop, int32_t slot, const char *host,
+                            int port, int backlog, int flags);
+int32_t luaasio_server_open_unix(luaasio_loop *loop, int32_t slot,
+                                 const char *path, int backlog);
+int luaasio_server_port(luaasio_loop *loop, int32_t server);
+
+/* Connects to an IP literal; the event on `slot` reports the outcome. The
+ * handle is valid at once (close it to abandon the attempt). */
+int32_t luaasio_connect(luaasio_loop *loop, int32_t slot, const char *ip, int port);
+int32_t luaasio_connect_unix(luaasio_loop *loop, int32_t slot, const char *path);
+
+/* Reads up to `cap` bytes that have already arrived: > 0 bytes, or
+ * LUAASIO_EAGAIN, LUAASIO_EOF, or another error. */
+int luaasio_conn_read(luaasio_loop *loop, int32_t conn, char *buf, int cap);
+/* Sends from data[offset .. offset+len): bytes taken by the kernel (> 0),
+ * or LUAASIO_EAGAIN, or an error. `data` is read only during the call. */
+int luaasio_conn_write(luaasio_loop *loop, int32_t conn, const char *data,
+                       int offset, int len);
+/* Reports an event on `slot` once the connection may be read (dir
+ * LUAASIO_WAIT_READ) or written (LUAASIO_WAIT_WRITE). At most one wait per
+ * direction is in flight; arming again re-targets it. */
+int luaasio_conn_wait(luaasio_loop *loop, int32_t conn, int dir, int32_t slot);
+/* Detaches the slot from a wait in flight: it will report nothing. */
+int luaasio_conn_unwait(luaasio_loop *loop, int32_t conn, int dir);
+int luaasio_conn_shutdown(luaasio_loop *loop, int32_t conn, int how);
+int luaasio_conn_setoption(luaasio_loop *loop, int32_t conn, int option, int value);
+/* Writes the local (which = 0) or remote (which = 1) address as text into
+ * `buf` (NUL-terminated) and its port into *port; returns the text length. */
+int luaasio_conn_address(luaasio_loop *loop, int32_t conn, int which,
+                         char *buf, int cap, int *port);
+/* Linux: the destination before an iptables REDIRECT, as the 128 bytes of a
+ * struct sockaddr_storage in this host's layout. */
+int luaasio_conn_original_dst(luaasio_loop *loop, int32_t conn, char *out128);
+
+/* Starts resolving `host`; `family` is a LUAASIO_FAMILY_* value. The event
+ * on `slot` carries the number of addresses or an error; fetch them with
+ * luaasio_resolve_results() and release the request with luaasio_close(). */
+int32_t luaasio_resolve(luaasio_loop *loop, int32_t slot, const char *host, int family);
+/* Copies the addresses as NUL-separated text; returns the bytes used. */
+int luaasio_resolve_results(luaasio_loop *loop, int32_t request, char *buf, int cap);
+
+/* Decodes a sockaddr string as produced by luaasio_conn_original_dst() on
+ * any supported platform (either byte order, Linux, BSD or Windows family
+ * numbering). Writes the IP text and port; returns 4 or 6, or an error. */
+int luaasio_sockaddr_parse(const char *data, int len, char *ip, int ipcap, int *port);
+/* LUAASIO_CDEF_END */
+
+/* The declarations above as text, for ffi.cdef. */
+const char *luaasio_cdef(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,255 @@
+// Connections: connect, non-blocking read/write, readiness waits, options.
+#include "loop.hpp"
+#include "endpoint.hpp"
+
+#include <cstring>
+
+#if defined(__linux__)
+#include <netinet/in.h>
+#include <sys/socket.h>
+#endif
+
+namespace luaasio {
+
+conn::conn(loop &l) : object(conn_kind), owner(l), sock(l.ctx) {}
+
+void conn::shutdown_all() noexcept {
+  error_code ec;
+  sock.close(ec);
+}
+
+void conn::start_wait(int dir) {
+  auto type = dir == LUAASIO_WAIT_READ ? stream::socket::wait_read : stream::socket::wait_write;
+  waiting[dir] = true;
+  sock.async_wait(type, [self = shared_from_this(), dir](const error_code &) {
+    self->waiting[dir] = false;
+    int32_t slot = self->wait_slot[dir];
+    if (!self->open || slot < 0)
+      return;
+    self->wait_slot[dir] = -1;
+    // Any error shows up again in the read or write that follows.
+    self->owner.push(slot, LUAASIO_OK);
+  });
+}
+
+// Sockets handed to Lua are non-blocking, so reads and writes return
+// would_block instead of parking the thread, and send Nagle-free small writes.
+void prepare_socket(stream::socket &sock) {
+  error_code ec;
+  sock.non_blocking(true, ec);
+  int family = sock.local_endpoint(ec).data()->sa_family;
+  if (family == AF_INET || family == AF_INET6)
+    sock.set_option(asio::ip::tcp::no_delay(true), ec);
+}
+
+static int32_t start_connect(loop *l, int32_t slot, const stream::endpoint &ep) {
+  auto c = std::make_shared<conn>(*l);
+  int32_t h = l->add(c);
+  if (h < 0)
+    return h;
+  c->connect_slot = slot;
+  c->sock.async_connect(ep, [c](const error_code &ec) {
+    if (!c->open)
+      return;
+    if (!ec)
+      prepare_socket(c->sock);
+    c->owner.push(c->connect_slot, map_error(ec));
+  });
+  return h;
+}
+
+} // namespace luaasio
+
+using namespace luaasio;
+
+LUAASIO_EXPORT int32_t luaasio_connect(luaasio_loop *l, int32_t slot, const char *ip,
+                                       int port) {
+  if (!l || !ip)
+    return LUAASIO_EINVAL;
+  if (port <= 0 || port > 65535)
+    return LUAASIO_EBADADDR;
+  LUAASIO_TRY
+  error_code ec;
+  auto addr = asio::ip::make_address(ip, ec);
+  if (ec)
+    return LUAASIO_EBADADDR;
+  return start_connect(l, slot, stream::endpoint(asio::ip::tcp::endpoint(addr, uint16_t(port))));
+  LUAASIO_CATCH
+}
+
+LUAASIO_EXPORT int32_t luaasio_connect_unix(luaasio_loop *l, int32_t slot, const char *path) {
+  if (!l || !path)
+    return LUAASIO_EINVAL;
+#if defined(BOOST_ASIO_HAS_LOCAL_SOCKETS)
+  LUAASIO_TRY
+  stream::endpoint ep;
+  int rc = unix_endpoint(path, ep);
+  if (rc < 0)
+    return rc;
+  return start_connect(l, slot, ep);
+  LUAASIO_CATCH
+#else
+  (void)slot;
+  return LUAASIO_ENOTSUP;
+#endif
+}
+
+LUAASIO_EXPORT int luaasio_conn_read(luaasio_loop *l, int32_t h, char *buf, int cap) {
+  if (!l || !buf || cap <= 0)
+    return LUAASIO_EINVAL;
+  conn *c = l->get<conn>(h);
+  if (!c)
+    return LUAASIO_EBADF;
+  error_code ec;
+  size_t n = c->sock.read_some(asio::buffer(buf, size_t(cap)), ec);
+  if (ec)
+    return map_error(ec);
+  return static_cast<int>(n);
+}
+
+LUAASIO_EXPORT int luaasio_conn_write(luaasio_loop *l, int32_t h, const char *data,
+                                      int offset, int len) {
+  if (!l || !data || offset < 0 || len < 0)
+    return LUAASIO_EINVAL;
+  conn *c = l->get<conn>(h);
+  if (!c)
+    return LUAASIO_EBADF;
+  if (len == 0)
+    return 0;
+  error_code ec;
+  size_t n = c->sock.write_some(asio::buffer(data + offset, size_t(len)), ec);
+  if (ec)
+    return map_error(ec);
+  return n ? static_cast<int>(n) : LUAASIO_EAGAIN;
+}
+
+LUAASIO_EXPORT int luaasio_conn_wait(luaasio_loop *l, int32_t h, int dir, int32_t slot) {
+  if (!l || (dir != LUAASIO_WAIT_READ && dir != LUAASIO_WAIT_WRITE) || slot < 0)
+    return LUAASIO_EINVAL;
+  conn *c = l->get<conn>(h);
+  if (!c)
+    return LUAASIO_EBADF;
+  LUAASIO_TRY
+  c->wait_slot[dir] = slot;
+  if (!c->waiting[dir])
+    c->start_wait(dir);
+  return LUAASIO_OK;
+  LUAASIO_CATCH
+}
+
+LUAASIO_EXPORT int luaasio_conn_unwait(luaasio_loop *l, int32_t h, int dir) {
+  if (!l || (dir != LUAASIO_WAIT_READ && dir != LUAASIO_WAIT_WRITE))
+    return LUAASIO_EINVAL;
+  conn *c = l->get<conn>(h);
+  if (!c)
+    return LUAASIO_EBADF;
+  c->wait_slot[dir] = -1;
+  return LUAASIO_OK;
+}
+
+LUAASIO_EXPORT int luaasio_conn_shutdown(luaasio_loop *l, int32_t h, int how) {
+  if (!l)
+    return LUAASIO_EINVAL;
+  conn *c = l->get<conn>(h);
+  if (!c)
+    return LUAASIO_EBADF;
+  stream::socket::shutdown_type type;
+  switch (how) {
+  case LUAASIO_SHUT_RD: type = stream::socket::shutdown_receive; break;
+  case LUAASIO_SHUT_WR: type = stream::socket::shutdown_send; break;
+  case LUAASIO_SHUT_RDWR: type = stream::socket::shutdown_both; break;
+  default: return LUAASIO_EINVAL;
+  }
+  error_code ec;
+  c->sock.shutdown(type, ec);
+  return map_error(ec);
+}
+
+LUAASIO_EXPORT int luaasio_conn_setoption(luaasio_loop *l, int32_t h, int option, int value) {
+  if (!l)
+    return LUAASIO_EINVAL;
+  conn *c = l->get<conn>(h);
+  if (!c)
+    return LUAASIO_EBADF;
+  error_code ec;
+  switch (option) {
+  case LUAASIO_OPT_NODELAY:
+    c->sock.set_option(asio::ip::tcp::no_delay(value != 0), ec);
+    break;
+  case LUAASIO_OPT_KEEPALIVE:
+    c->sock.set_option(asio::socket_base::keep_alive(value != 0), ec);
+    break;
+  case LUAASIO_OPT_SNDBUF:
+    if (value <= 0)
+      return LUAASIO_EINVAL;
+    c->sock.set_option(asio::socket_base::send_buffer_size(value), ec);
+    break;
+  case LUAASIO_OPT_RCVBUF:
+    if (value <= 0)
+      return LUAASIO_EINVAL;
+    c->sock.set_option(asio::socket_base::receive_buffer_size(value), ec);
+    break;
+  case LUAASIO_OPT_LINGER:
+    c->sock.set_option(asio::socket_base::linger(value >= 0, value >= 0 ? value : 0), ec);
+    break;
+  default:
+    return LUAASIO_EINVAL;
+  }
+  return map_error(ec);
+}
+
+LUAASIO_EXPORT int luaasio_conn_address(luaasio_loop *l, int32_t h, int which, char *buf,
+                                        int cap, int *port) {
+  if (!l || !buf || cap <= 0 || !port)
+    return LUAASIO_EINVAL;
+  conn *c = l->get<conn>(h);
+  if (!c)
+    return LUAASIO_EBADF;
+  LUAASIO_TRY
+  error_code ec;
+  stream::endpoint ep = which == 0 ? c->sock.local_endpoint(ec) : c->sock.remote_endpoint(ec);
+  if (ec)
+    return map_error(ec);
+  return endpoint_text(ep, buf, cap, port);
+  LUAASIO_CATCH
+}
+
+LUAASIO_EXPORT int luaasio_conn_original_dst(luaasio_loop *l, int32_t h, char *out) {
+  if (!l || !out)
+    return LUAASIO_EINVAL;
+  conn *c = l->get<conn>(h);
+  if (!c)
+    return LUAASIO_EBADF;
+#if defined(__linux__)
+  // Values from <linux/netfilter_ipv4.h> and <linux/netfilter_ipv6/ip6_tables.h>,
+  // which are not installed everywhere the library is built.
+  const int so_original_dst = 80, ip6t_so_original_dst = 80;
+  error_code ec;
+  stream::endpoint local = c->sock.local_endpoint(ec);
+  if (ec)
+    return map_error(ec);
+  const sockaddr *la = local.data();
+  bool v6 = la->sa_family == AF_INET6;
+  if (!v6 && la->sa_family != AF_INET)
+    return LUAASIO_ENOTSUP;
+  // An IPv4 client of a dual-stack listener is tracked by the IPv4 table.
+  if (v6 && IN6_IS_ADDR_V4MAPPED(&reinterpret_cast<const sockaddr_in6 *>(la)->sin6_addr))
+    v6 = false;
+  sockaddr_storage ss;
+  std::memset(&ss, 0, sizeof ss);
+  socklen_t len = sizeof ss;
+  int fd = c->sock.native_handle();
+  int rc = v6 ? getsockopt(fd, IPPROTO_IPV6, ip6t_so_original_dst, &ss, &len)
+              : getsockopt(fd, IPPROTO_IP, so_original_dst, &ss, &len);
+  if (rc != 0)
+    return LUAASIO_ENOORIGDST;
+  // Without a REDIRECT the conntrack entry names this socket's own address.
+  if (same_address(reinterpret_cast<const sockaddr *>(&ss), la))
+    return LUAASIO_ENOORIGDST;
+  static_assert(sizeof ss == LUAASIO_SOCKADDR_SIZE, "sockaddr_storage size");
+  std::memcpy(out, &ss, sizeof ss);
+  return LUAASIO_SOCKADDR_SIZE;
+#else
+  return LUAASIO_ENOTSUP;
+#endif
+}

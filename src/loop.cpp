@@ -1,0 +1,149 @@
+// The loop: handle table, event queue and luaasio_poll().
+#include "loop.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+namespace luaasio {
+
+loop::loop() : ctx(1), keep_running(asio::make_work_guard(ctx)) {}
+
+loop::~loop() {
+  for (auto &e : table)
+    if (e.obj) {
+      e.obj->open = false;
+      e.obj->shutdown_all();
+    }
+  // Objects still referenced by queued handlers die when ctx destroys those
+  // handlers, which happens after this body (ctx is the first member).
+  table.clear();
+}
+
+int32_t loop::add(std::shared_ptr<object> obj) {
+  uint32_t index;
+  if (!free_indexes.empty()) {
+    index = free_indexes.back();
+    free_indexes.pop_back();
+  } else {
+    if (table.size() >= (1u << 24) - 1)
+      return LUAASIO_EMFILE;
+    table.emplace_back();
+    index = static_cast<uint32_t>(table.size() - 1);
+  }
+  entry &e = table[index];
+  e.obj = std::move(obj);
+  ++live;
+  // Index 0 is never used, so a handle is always > 0.
+  return static_cast<int32_t>((index + 1) | (uint32_t(e.generation & 0x7f) << 24));
+}
+
+object *loop::find(int32_t handle, object::kind_t kind) const noexcept {
+  if (handle <= 0)
+    return nullptr;
+  uint32_t index = (uint32_t(handle) & 0xffffff) - 1;
+  uint8_t gen = uint8_t(uint32_t(handle) >> 24);
+  if (index >= table.size())
+    return nullptr;
+  const entry &e = table[index];
+  if (!e.obj || (e.generation & 0x7f) != gen || e.obj->kind != kind)
+    return nullptr;
+  return e.obj.get();
+}
+
+std::shared_ptr<object> loop::release(int32_t handle) noexcept {
+  if (handle <= 0)
+    return nullptr;
+  uint32_t index = (uint32_t(handle) & 0xffffff) - 1;
+  uint8_t gen = uint8_t(uint32_t(handle) >> 24);
+  if (index >= table.size())
+    return nullptr;
+  entry &e = table[index];
+  if (!e.obj || (e.generation & 0x7f) != gen)
+    return nullptr;
+  std::shared_ptr<object> obj = std::move(e.obj);
+  e.generation++;
+  --live;
+  try {
+    free_indexes.push_back(index);
+  } catch (...) {
+    // The index is lost for reuse; the handle is still invalidated.
+  }
+  return obj;
+}
+
+} // namespace luaasio
+
+using namespace luaasio;
+
+LUAASIO_EXPORT int luaasio_abi_version(void) { return LUAASIO_ABI_VERSION; }
+
+LUAASIO_EXPORT int luaasio_event_size(void) { return sizeof(luaasio_event); }
+
+LUAASIO_EXPORT double luaasio_now(void) {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+LUAASIO_EXPORT luaasio_loop *luaasio_loop_new(void) {
+  try {
+    return new luaasio_loop();
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+LUAASIO_EXPORT void luaasio_loop_free(luaasio_loop *l) {
+  try {
+    delete l;
+  } catch (...) {
+  }
+}
+
+LUAASIO_EXPORT int luaasio_loop_count(luaasio_loop *l) { return l ? l->live : 0; }
+
+LUAASIO_EXPORT int luaasio_poll(luaasio_loop *l, luaasio_event *out, int max,
+                                double timeout) {
+  if (!l || !out || max <= 0)
+    return LUAASIO_EINVAL;
+  try {
+    if (l->events_head == l->events.size()) {
+      l->events.clear();
+      l->events_head = 0;
+      if (l->ctx.stopped())
+        l->ctx.restart();
+      if (timeout < 0) {
+        while (l->events.empty() && l->ctx.run_one() > 0) {
+        }
+      } else if (timeout > 0) {
+        using namespace std::chrono;
+        auto wait = duration_cast<steady_clock::duration>(
+            duration<double>(std::min(timeout, 86400.0 * 365)));
+        auto deadline = steady_clock::now() + wait;
+        while (l->events.empty() && l->ctx.run_one_until(deadline) > 0) {
+        }
+      }
+      // Collect everything else that is ready, so one call returns a batch.
+      l->ctx.poll();
+    }
+    size_t n = std::min(static_cast<size_t>(max), l->events.size() - l->events_head);
+    std::memcpy(out, l->events.data() + l->events_head, n * sizeof(luaasio_event));
+    l->events_head += n;
+    return static_cast<int>(n);
+  } catch (const std::bad_alloc &) {
+    return LUAASIO_ENOMEM;
+  } catch (...) {
+    return LUAASIO_ESYSTEM;
+  }
+}
+
+LUAASIO_EXPORT int luaasio_close(luaasio_loop *l, int32_t handle) {
+  if (!l)
+    return LUAASIO_EINVAL;
+  std::shared_ptr<object> obj = l->release(handle);
+  if (!obj)
+    return LUAASIO_EBADF;
+  obj->open = false;
+  obj->shutdown_all();
+  return LUAASIO_OK;
+}

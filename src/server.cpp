@@ -1,0 +1,146 @@
+// Listening sockets and the accept loop.
+#include "loop.hpp"
+#include "endpoint.hpp"
+
+#include <chrono>
+
+namespace luaasio {
+
+server::server(loop &l)
+    : object(server_kind), owner(l), acceptor(l.ctx), backoff(l.ctx) {}
+
+void server::shutdown_all() noexcept {
+  error_code ec;
+  acceptor.close(ec);
+  backoff.cancel();
+  // `pending` stays: the cancelled accept still refers to its socket until
+  // its handler has run, and that handler owns this server.
+}
+
+static bool out_of_resources(const error_code &ec) {
+  return ec == asio::error::no_descriptors || ec == asio::error::no_memory ||
+         ec == asio::error::no_buffer_space ||
+         ec == boost::system::errc::too_many_files_open_in_system;
+}
+
+void server::accept_next() {
+  pending = std::make_shared<conn>(owner);
+  acceptor.async_accept(pending->sock, [self = shared_from_this()](const error_code &ec) {
+    if (!self->open)
+      return;
+    if (ec) {
+      // Out of descriptors the listen queue stays readable; accepting again
+      // at once would spin. Retry later, serving existing connections.
+      if (out_of_resources(ec)) {
+        self->backoff.expires_after(std::chrono::milliseconds(100));
+        self->backoff.async_wait([self](const error_code &) {
+          if (self->open)
+            self->accept_next();
+        });
+      } else {
+        self->accept_next();
+      }
+      return;
+    }
+    prepare_socket(self->pending->sock);
+    int32_t h = self->owner.add(std::move(self->pending));
+    if (h > 0)
+      self->owner.push(self->slot, h);
+    self->accept_next();
+  });
+}
+
+static int listen_on(server &s, const stream::endpoint &ep, int backlog, int flags,
+                     bool ip) {
+  error_code ec;
+  s.acceptor.open(ep.protocol(), ec);
+  if (ec)
+    return map_error(ec);
+#if !defined(_WIN32)
+  // On Windows SO_REUSEADDR would let another process steal the port.
+  if (ip)
+    s.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+#endif
+  if (flags & LUAASIO_SERVER_REUSEPORT) {
+#if defined(SO_REUSEPORT)
+    s.acceptor.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true),
+                          ec);
+    if (ec)
+      return map_error(ec);
+#else
+    return LUAASIO_ENOTSUP;
+#endif
+  }
+  if (ip && ep.data()->sa_family == AF_INET6) {
+    s.acceptor.set_option(asio::ip::v6_only((flags & LUAASIO_SERVER_V6ONLY) != 0), ec);
+    if (ec)
+      return map_error(ec);
+  }
+  s.acceptor.bind(ep, ec);
+  if (!ec)
+    s.acceptor.listen(backlog > 0 ? backlog : asio::socket_base::max_listen_connections, ec);
+  return map_error(ec);
+}
+
+static int32_t open_server(loop *l, int32_t slot, const stream::endpoint &ep, int backlog,
+                           int flags, bool ip) {
+  auto s = std::make_shared<server>(*l);
+  s->slot = slot;
+  int rc = listen_on(*s, ep, backlog, flags, ip);
+  if (rc < 0)
+    return rc;
+  int32_t h = l->add(s);
+  if (h < 0)
+    return h;
+  s->accept_next();
+  return h;
+}
+
+} // namespace luaasio
+
+using namespace luaasio;
+
+LUAASIO_EXPORT int32_t luaasio_server_open(luaasio_loop *l, int32_t slot, const char *host,
+                                           int port, int backlog, int flags) {
+  if (!l || !host || port < 0 || port > 65535 || slot < 0)
+    return LUAASIO_EINVAL;
+  LUAASIO_TRY
+  error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (ec)
+    return LUAASIO_EBADADDR;
+  stream::endpoint ep(asio::ip::tcp::endpoint(addr, uint16_t(port)));
+  return open_server(l, slot, ep, backlog, flags, true);
+  LUAASIO_CATCH
+}
+
+LUAASIO_EXPORT int32_t luaasio_server_open_unix(luaasio_loop *l, int32_t slot,
+                                                const char *path, int backlog) {
+  if (!l || !path || slot < 0)
+    return LUAASIO_EINVAL;
+  LUAASIO_TRY
+  stream::endpoint ep;
+  int rc = unix_endpoint(path, ep);
+  if (rc < 0)
+    return rc;
+  return open_server(l, slot, ep, backlog, 0, false);
+  LUAASIO_CATCH
+}
+
+LUAASIO_EXPORT int luaasio_server_port(luaasio_loop *l, int32_t h) {
+  if (!l)
+    return LUAASIO_EINVAL;
+  server *s = l->get<server>(h);
+  if (!s)
+    return LUAASIO_EBADF;
+  LUAASIO_TRY
+  error_code ec;
+  stream::endpoint ep = s->acceptor.local_endpoint(ec);
+  if (ec)
+    return map_error(ec);
+  char text[128];
+  int port = 0;
+  int rc = endpoint_text(ep, text, sizeof text, &port);
+  return rc < 0 ? rc : port;
+  LUAASIO_CATCH
+}
