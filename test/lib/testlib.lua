@@ -1,0 +1,148 @@
+-- A small test harness: one line per test, a leak check after each one, and
+-- a closing "N passed, N failed" line.
+local asio = require 'asio'
+
+local T = { tests = {}, root = nil }
+
+local function script_root()
+  local src = debug.getinfo(1, 'S').source:sub(2)
+  local dir = src:match('^(.*)/test/lib/[^/]*$') or '.'
+  if dir:sub(1, 1) ~= '/' then
+    local pwd = io.popen('pwd'):read('*l')
+    dir = dir == '.' and pwd or pwd .. '/' .. dir
+  end
+  return dir
+end
+T.root = script_root()
+
+local SKIP = setmetatable({}, { __tostring = function() return 'skip' end })
+
+-- Registers a test; `suite` is set by the runner while loading a file.
+function T.test(name, fn)
+  T.tests[#T.tests + 1] = { name = (T.suite and T.suite .. ': ' or '') .. name, fn = fn }
+end
+
+function T.skip(reason)
+  error({ [SKIP] = true, reason = reason }, 0)
+end
+
+-- Runs `fn` in a light thread and drives the loop until it and everything it
+-- started are finished. Fails after `limit` seconds instead of hanging.
+function T.go(fn, limit)
+  limit = limit or 30
+  local done, ok, err = false, nil, nil
+  local cv = asio.cond()
+  asio.spawn_light_thread(function()
+    cv:wait(limit)
+    if not done then asio.stop() return end
+    -- Give what the test started a moment to wind down; a server left open
+    -- would keep run() going for ever, so stop and let the leak check speak.
+    for _ = 1, 200 do
+      local s = asio.stats()
+      if s.waiting_io == 0 and s.servers == 0 and s.timers == 0 then return end
+      asio.sleep(0.01)
+    end
+    asio.stop()
+  end)
+  asio.spawn_light_thread(function()
+    ok, err = xpcall(fn, debug.traceback)
+    done = true
+    cv:signal()
+  end)
+  asio.run()
+  if not done then error('test did not finish within ' .. limit .. ' s', 0) end
+  if not ok then error(err, 0) end
+end
+
+-- Spawns a light thread and returns a function that waits for its results.
+function T.spawn(fn, ...)
+  local th = asio.spawn_light_thread(fn, ...)
+  return function() return asio.join(th) end
+end
+
+function T.eq(got, want, what)
+  if got ~= want then
+    error(('%s: expected %s, got %s'):format(what or 'value', tostring(want), tostring(got)), 2)
+  end
+end
+
+-- Asserts that `fn` raises an error whose message contains `pattern` (plain).
+function T.raises(pattern, fn, ...)
+  local ok, err = pcall(fn, ...)
+  if ok then error('expected an error matching "' .. pattern .. '"', 2) end
+  if not tostring(err):find(pattern, 1, true) then
+    error(('error "%s" does not contain "%s"'):format(tostring(err), pattern), 2)
+  end
+  return err
+end
+
+function T.pid()
+  local f = io.open('/proc/self/stat')
+  if not f then return nil end
+  local pid = f:read('*l'):match('^(%d+)')
+  f:close()
+  return pid
+end
+
+-- Number of open descriptors of this process (Linux), or nil.
+function T.fd_count()
+  local pid = T.pid()
+  if not pid then return nil end
+  local p = io.popen('ls /proc/' .. pid .. '/fd 2>/dev/null')
+  local n = 0
+  for _ in p:lines() do n = n + 1 end
+  p:close()
+  return n
+end
+
+function T.rss_kb()
+  local f = io.open('/proc/self/status')
+  if not f then return nil end
+  local s = f:read('*a')
+  f:close()
+  return tonumber(s:match('VmRSS:%s*(%d+)'))
+end
+
+-- A server on 127.0.0.1, port 0, running `fn(conn)` in a light thread per
+-- connection. Returns the server and its port.
+function T.server(fn)
+  local srv = assert(asio.server('127.0.0.1', 0, function(conn)
+    asio.spawn_light_thread(fn, conn)
+  end))
+  return srv, srv:port()
+end
+
+local function now() return asio.now() end
+
+function T.run(filter)
+  local passed, failed, skipped = 0, 0, 0
+  for _, t in ipairs(T.tests) do
+    if not filter or t.name:find(filter, 1, true) then
+      local start = now()
+      local ok, err = pcall(t.fn)
+      collectgarbage()
+      collectgarbage()
+      local s = asio.stats()
+      if ok and (s.objects ~= 0 or s.threads ~= 0 or s.servers ~= 0) then
+        ok, err = false, ('left behind %d objects, %d light threads, %d servers'):format(
+          s.objects, s.threads, s.servers)
+      end
+      local took = ('%.2fs'):format(now() - start)
+      if ok then
+        passed = passed + 1
+        print(('ok    %s (%s)'):format(t.name, took))
+      elseif type(err) == 'table' and err[SKIP] then
+        skipped = skipped + 1
+        print(('skip  %s: %s'):format(t.name, tostring(err.reason)))
+      else
+        failed = failed + 1
+        print(('FAIL  %s (%s): %s'):format(t.name, took, tostring(err)))
+      end
+      io.stdout:flush()
+    end
+  end
+  print(('%d passed, %d failed, %d skipped'):format(passed, failed, skipped))
+  return failed == 0
+end
+
+return T

@@ -1,0 +1,19 @@
+-- The test suite: ./test/luajit ./test/test.lua [filter]
+-- Every test binds to 127.0.0.1 on port 0, or to addresses inside network
+-- namespaces that it creates itself.
+local T = require 'testlib'
+
+local suites = { 'core', 'features', 'sockaddr', 'jit', 'faults', 'proxy_netns' }
+
+for _, name in ipairs(suites) do
+  local path = T.root .. '/test/' .. name .. '.lua'
+  local f = io.open(path)
+  if f then
+    f:close()
+    T.suite = name
+    dofile(path)
+  end
+end
+T.suite = nil
+
+os.exit(T.run(arg[1]) and 0 or 1)
