@@ -127,7 +127,8 @@ LUAASIO_EXPORT int luaasio_poll(luaasio_loop *l, luaasio_event *out, int max,
       l->ctx.poll();
     }
     size_t n = std::min(static_cast<size_t>(max), l->events.size() - l->events_head);
-    std::memcpy(out, l->events.data() + l->events_head, n * sizeof(luaasio_event));
+    if (n > 0)
+      std::memcpy(out, l->events.data() + l->events_head, n * sizeof(luaasio_event));
     l->events_head += n;
     return static_cast<int>(n);
   } catch (const std::bad_alloc &) {

@@ -4,6 +4,21 @@ local asio = require 'asio'
 
 local T = { tests = {}, root = nil }
 
+-- Under test/sanitize.sh the sanitizer runtimes are preloaded into LuaJIT;
+-- keep them out of the shell commands the tests run.
+-- Child processes (examples, proxies) are often stopped with os.exit or a
+-- signal, without closing their Lua state, so only this process checks leaks.
+T.sanitized = os.getenv('LUAASIO_PRELOAD') ~= nil
+-- Under sanitizers or valgrind, freed memory is held back, so RSS bounds
+-- mean nothing there.
+T.instrumented = T.sanitized or os.getenv('LUAASIO_INSTRUMENTED') ~= nil
+if T.sanitized then
+  local ffi = require 'ffi'
+  pcall(ffi.cdef, 'int unsetenv(const char *name); int setenv(const char *n, const char *v, int o);')
+  ffi.C.unsetenv('LD_PRELOAD')
+  ffi.C.setenv('ASAN_OPTIONS', (os.getenv('ASAN_OPTIONS') or '') .. ':detect_leaks=0', 1)
+end
+
 local function script_root()
   local src = debug.getinfo(1, 'S').source:sub(2)
   local dir = src:match('^(.*)/test/lib/[^/]*$') or '.'
