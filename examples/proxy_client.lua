@@ -1,0 +1,58 @@
+-- Transparent proxy, router side.
+--
+--   luajit proxy_client.lua LISTEN_IP LISTEN_PORT REMOTE_HOST REMOTE_PORT
+--
+-- iptables REDIRECTs outgoing TCP to LISTEN_IP:LISTEN_PORT. For each connection
+-- the destination it was meant for is recovered with get_original_dst() and
+-- sent, XORed with 0x79, as the first 128 bytes to proxy_server.lua at
+-- REMOTE_HOST:REMOTE_PORT; then bytes are relayed both ways. See docs/PROXY.md.
+
+-- relay.lua sits next to this script.
+package.path = (arg[0]:match('^(.*[/\\])') or './') .. '?.lua;' .. package.path
+local asio = require 'asio'
+local relay = require 'relay'
+
+local listen_ip, listen_port, remote_host, remote_port = arg[1], tonumber(arg[2]), arg[3], tonumber(arg[4])
+if not (listen_ip and listen_port and remote_host and remote_port) then
+  io.stderr:write('usage: proxy_client.lua LISTEN_IP LISTEN_PORT REMOTE_HOST REMOTE_PORT\n')
+  os.exit(2)
+end
+
+local log = relay.logger('proxy_client')
+local hostport, xor79 = relay.hostport, relay.xor79
+
+local function handle(conn)
+  local cip, cport = conn:remote_address()
+  local label = cip and hostport(cip, cport) or '?'
+  local sa, err = conn:get_original_dst()
+  if not sa then
+    log('%s: no original destination (%s), dropped', label, tostring(err))
+    conn:close()
+    return
+  end
+  log('%s: original dst %s', label, asio.addr_to_string(sa))
+  local up, cerr = asio.connect(remote_host, remote_port, { timeout = 10 })
+  if not up then
+    log('%s: remote %s: %s', label, hostport(remote_host, remote_port), tostring(cerr))
+    conn:close()
+    return
+  end
+  local ok, werr = up:write(xor79(sa))
+  if not ok then
+    log('%s: remote write: %s', label, tostring(werr))
+    conn:close()
+    up:close()
+    return
+  end
+  relay.relay(conn, up, label, log)
+end
+
+local srv, err = asio.server(listen_ip, listen_port, function(conn)
+  asio.spawn_light_thread(handle, conn)
+end)
+if not srv then
+  log('cannot listen on %s: %s', hostport(listen_ip, listen_port), tostring(err))
+  os.exit(1)
+end
+log('listening on %s, remote %s', hostport(listen_ip, srv:port()), hostport(remote_host, remote_port))
+asio.run()
