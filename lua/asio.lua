@@ -13,7 +13,7 @@ local band = bit.band
 local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
 local co_running, co_status = coroutine.running, coroutine.status
 local ffi_string, ffi_gc = ffi.string, ffi.gc
-local sub, find, concat = string.sub, string.find, table.concat
+local sub, find, byte, concat = string.sub, string.find, string.byte, table.concat
 local type, tostring, tonumber, select, error = type, tostring, tonumber, select, error
 local setmetatable, getmetatable = setmetatable, getmetatable
 local floor, huge = math.floor, math.huge
@@ -142,8 +142,15 @@ end
 -- Argument checks
 ---------------------------------------------------------------------------
 
-local function argerr(n, fname, expected, got)
-  error(("bad argument #%d to '%s' (%s expected, got %s)"):format(n, fname, expected, type(got)), 3)
+-- `level` counts from the caller of argerr, as error() does: the default 3
+-- blames the caller of the API function that called argerr directly.
+local function argerr(n, fname, expected, got, level)
+  error(("bad argument #%d to '%s' (%s expected, got %s)"):format(n, fname, expected, type(got)),
+    level or 3)
+end
+
+local function selferr(fname, expected, got)
+  error(("calling '%s' on bad self (%s expected, got %s)"):format(fname, expected, type(got)), 3)
 end
 
 local function outside(fname)
@@ -161,14 +168,14 @@ local function check_port(n, fname, v, allow_zero)
     if type(v) == 'number' or (type(v) == 'string' and p) then
       error(("bad argument #%d to '%s' (port out of range: %s)"):format(n, fname, tostring(v)), 3)
     end
-    argerr(n + 0, fname, 'port number', v)
+    argerr(n, fname, 'port number', v, 4)
   end
   return p
 end
 
 local function check_timeout(n, fname, v)
   if v == nil then return nil end
-  if type(v) ~= 'number' or v ~= v then argerr(n, fname, 'number or nil', v) end
+  if type(v) ~= 'number' or v ~= v then argerr(n, fname, 'number or nil', v, 4) end
   if v < 0 then return nil end
   return v
 end
@@ -246,6 +253,15 @@ local function next_token(t)
   local seq = band(t.seq + 1, 0xff)
   t.seq = seq
   return t.slot + seq * SLOT_SEQ
+end
+
+-- Raises before any state changes if the running coroutine is not the light
+-- thread `t` (a plain coroutine inside a light thread), so a misused call
+-- leaves the connection as it was.
+local function must_park(t)
+  if co_running() ~= t.co then
+    error('asio: blocking call from a coroutine that is not a light thread', 3)
+  end
 end
 
 local function park(t, token, deadline, io)
@@ -342,6 +358,7 @@ local function join(th)
   if not t then outside('join') end
   if th == t then error("bad argument #1 to 'join' (a light thread cannot join itself)", 2) end
   if not th.done then
+    must_park(t)
     local j = th.joiners
     if not j then j = {}; th.joiners = j end
     j[#j + 1] = t
@@ -363,32 +380,41 @@ local Cond = {}
 Cond.__index = Cond
 
 local function cond()
-  return setmetatable({ wt = {}, wk = {}, head = 1, tail = 0 }, Cond)
+  return setmetatable({ wt = {}, head = 1, tail = 0 }, Cond)
 end
 
 function Cond:wait(timeout)
   local t = current
-  if getmetatable(self) ~= Cond then argerr(0, 'wait', 'condition', self) end
+  if getmetatable(self) ~= Cond then selferr('wait', 'condition', self) end
   timeout = check_timeout(1, 'wait', timeout)
   if not t then outside('wait') end
-  local token = next_token(t)
-  self.tail = self.tail + 1
-  self.wt[self.tail] = t
-  self.wk[self.tail] = token
-  local r = park(t, token, timeout and C.luaasio_now() + timeout, false)
-  if r == ETIMEDOUT then return nil, 'timeout' end
+  must_park(t)
+  local i = self.tail + 1
+  self.tail = i
+  self.wt[i] = t
+  t.cv, t.cvi = self, i
+  local r = park(t, next_token(t), timeout and C.luaasio_now() + timeout, false)
+  t.cv, t.cvi = nil, nil
+  if r == ETIMEDOUT then
+    -- Leave no entry behind: signal() must not find it, and timed-out waits
+    -- must not pile up in a condition nobody signals.
+    if self.wt[i] == t then self.wt[i] = nil end
+    while self.head <= self.tail and self.wt[self.head] == nil do self.head = self.head + 1 end
+    if self.head > self.tail then self.head, self.tail = 1, 0 end
+    return nil, 'timeout'
+  end
   return true
 end
 
 -- Wakes the oldest waiter that is still waiting; returns whether there was one.
 local function signal_one(cv)
-  local wt, wk = cv.wt, cv.wk
+  local wt = cv.wt
   while cv.head <= cv.tail do
     local i = cv.head
-    local t, k = wt[i], wk[i]
-    wt[i], wk[i] = nil, nil
+    local t = wt[i]
+    wt[i] = nil
     cv.head = i + 1
-    if t.waiting and t.token == k then
+    if t and t.waiting and t.cv == cv and t.cvi == i then
       wake_later(t, 0)
       return true
     end
@@ -398,12 +424,12 @@ local function signal_one(cv)
 end
 
 function Cond:signal()
-  if getmetatable(self) ~= Cond then argerr(0, 'signal', 'condition', self) end
+  if getmetatable(self) ~= Cond then selferr('signal', 'condition', self) end
   return signal_one(self)
 end
 
 function Cond:broadcast()
-  if getmetatable(self) ~= Cond then argerr(0, 'broadcast', 'condition', self) end
+  if getmetatable(self) ~= Cond then selferr('broadcast', 'condition', self) end
   local n = 0
   while signal_one(self) do n = n + 1 end
   return n
@@ -439,6 +465,7 @@ local function check_conn(self, fname)
   end
 end
 
+
 -- Parks `t` until the connection is ready in direction `dir`, the deadline
 -- passes (ETIMEDOUT) or the connection is closed (ECLOSED).
 local function wait_io(c, t, dir, deadline)
@@ -463,6 +490,7 @@ end
 
 local function read_slow(c, t, n, parts, have)
   local deadline = false
+  must_park(t)
   c.reader = t
   while have < n do
     local want = n - have
@@ -525,6 +553,7 @@ function Conn:read_some()
   local r = C.luaasio_conn_read(loop, h, rbuf, BUFSIZE)
   if r > 0 then return ffi_string(rbuf, r) end
   if r ~= EAGAIN then return '', strerror(r) end
+  must_park(t)
   local deadline = deadline_of(self.rto)
   self.reader = t
   repeat
@@ -539,7 +568,9 @@ function Conn:read_some()
   return '', strerror(r)
 end
 
-local function read_until(self, t, fname, delim, max, inclusive)
+-- `cr`: a '\r' just before the delimiter is not counted against `max`
+-- (read_line strips it).
+local function read_until(self, t, delim, max, inclusive, cr)
   local h = self.h
   if h == 0 then return nil, 'closed', '' end
   if self.reader then return nil, 'busy', '' end
@@ -550,12 +581,14 @@ local function read_until(self, t, fname, delim, max, inclusive)
   local deadline = false
   while true do
     local i, j = find(buf, delim, init, true)
-    if i and (not max or i - 1 <= max) then
+    local len = i and i - 1
+    if cr and len and len > 0 and byte(buf, len) == 13 then len = len - 1 end
+    if i and (not max or len <= max) then
       if j < #buf then self.pend = sub(buf, j + 1) end
       self.reader = nil
       return inclusive and sub(buf, 1, j) or sub(buf, 1, i - 1)
     end
-    if max and (i or #buf >= max + dl) then
+    if max and (i or #buf >= max + dl + (cr and 1 or 0)) then
       -- The line would exceed `max`: keep everything for later reads.
       if buf ~= '' then self.pend = buf end
       self.reader = nil
@@ -568,6 +601,7 @@ local function read_until(self, t, fname, delim, max, inclusive)
       buf = buf .. ffi_string(rbuf, r)
     elseif r == EAGAIN then
       if deadline == false then deadline = deadline_of(self.rto) end
+      must_park(t)
       self.reader = t
       r = wait_io(self, t, WAIT_READ, deadline)
       if r ~= 0 or self.h == 0 then
@@ -589,7 +623,7 @@ function Conn:read_until(delim, max, opts)
   if max ~= nil and not (is_count(max) and max > 0) then argerr(2, 'read_until', 'positive integer or nil', max) end
   if opts ~= nil and type(opts) ~= 'table' then argerr(3, 'read_until', 'table or nil', opts) end
   if not t then outside('read_until') end
-  return read_until(self, t, 'read_until', delim, max, opts and opts.inclusive)
+  return read_until(self, t, delim, max, opts and opts.inclusive, false)
 end
 
 function Conn:read_line(max)
@@ -597,13 +631,14 @@ function Conn:read_line(max)
   if getmetatable(self) ~= Conn then check_conn(self, 'read_line') end
   if max ~= nil and not (is_count(max) and max > 0) then argerr(1, 'read_line', 'positive integer or nil', max) end
   if not t then outside('read_line') end
-  local line, err, partial = read_until(self, t, 'read_line', '\n', max and max + 1, false)
+  local line, err, partial = read_until(self, t, '\n', max, false, true)
   if not line then return nil, err, partial end
   if sub(line, -1) == '\r' then line = sub(line, 1, -2) end
   return line
 end
 
 local function write_slow(c, t, s, off, len)
+  must_park(t)
   local deadline = deadline_of(c.wto)
   c.writer = t
   while off < len do
@@ -748,6 +783,7 @@ local function split_list(s)
 end
 
 local function resolve_in(t, host, family, deadline)
+  must_park(t)
   local token = next_token(t)
   local h = C.luaasio_resolve(loop, token, host, family)
   if h < 0 then return nil, strerror(h) end
@@ -780,7 +816,8 @@ local function resolve(host, opts)
   return resolve_in(t, host, family, deadline_of(timeout))
 end
 
-local function connect_ip(t, ip, port, deadline, conn_opts)
+local function connect_ip(t, ip, port, deadline)
+  must_park(t)
   local token = next_token(t)
   local h = C.luaasio_connect(loop, token, ip, port)
   if h < 0 then return nil, h end
@@ -804,6 +841,7 @@ local function connect_list(t, list, port, deadline)
 end
 
 local function connect_unix(t, path, deadline)
+  must_park(t)
   local token = next_token(t)
   local h = C.luaasio_connect_unix(loop, token, path)
   if h < 0 then return nil, strerror(h) end
@@ -819,8 +857,14 @@ local function connect(host, port, opts)
   local t = current
   if type(host) ~= 'string' then argerr(1, 'connect', 'string', host) end
   local prefer6, timeout = false, nil
+  -- The address forms that take no port may take the options second.
+  local shifted = false
+  if type(port) == 'table' and opts == nil and
+      (sub(host, 1, 5) == 'unix:' or #host == 16 or #host == 28 or #host == 128) then
+    port, opts, shifted = nil, port, true
+  end
   if port == nil then
-    if opts ~= nil then argerr(2, 'connect', 'port', port) end
+    if opts ~= nil and not shifted then argerr(2, 'connect', 'port', port) end
   else
     port = check_port(2, 'connect', port, false)
   end
@@ -899,14 +943,16 @@ local function server_gc(ref)
   end
 end
 
+local handler_error
 local function traceback(err)
+  handler_error = err
   return debug.traceback(tostring(err), 2)
 end
 
 local function on_accept(rec, h)
   local c = new_conn(h)
   local ok, trace = xpcall(rec.handler, traceback, c)
-  if not ok then report(trace, trace) end
+  if not ok then report(handler_error, trace) end
 end
 
 local hosts = { localhost = '127.0.0.1', ['*'] = '0.0.0.0' }
@@ -954,7 +1000,7 @@ local function server(ip, port, handler, opts)
 end
 
 function Server:close()
-  if getmetatable(self) ~= Server then argerr(0, 'close', 'server', self) end
+  if getmetatable(self) ~= Server then selferr('close', 'server', self) end
   local token = self.ref[0]
   if token ~= 0 then
     self.ref[0] = 0
@@ -964,7 +1010,7 @@ function Server:close()
 end
 
 function Server:port()
-  if getmetatable(self) ~= Server then argerr(0, 'port', 'server', self) end
+  if getmetatable(self) ~= Server then selferr('port', 'server', self) end
   if self.ref[0] == 0 then return nil, 'closed' end
   local p = C.luaasio_server_port(loop, self.rec.h)
   if p < 0 then return nil, strerror(p) end

@@ -28,7 +28,7 @@ void conn::start_wait(int dir) {
       return;
     self->wait_slot[dir] = -1;
     // Any error shows up again in the read or write that follows.
-    self->owner.push(slot, LUAASIO_OK);
+    self->owner.push(slot, LUAASIO_OK, self.get(), dir);
   });
 }
 
@@ -53,7 +53,7 @@ static int32_t start_connect(loop *l, int32_t slot, const stream::endpoint &ep) 
       return;
     if (!ec)
       prepare_socket(c->sock);
-    c->owner.push(c->connect_slot, map_error(ec));
+    c->owner.push(c->connect_slot, map_error(ec), c.get());
   });
   return h;
 }
@@ -144,7 +144,10 @@ LUAASIO_EXPORT int luaasio_conn_unwait(luaasio_loop *l, int32_t h, int dir) {
   if (!c)
     return LUAASIO_EBADF;
   c->wait_slot[dir] = -1;
+  LUAASIO_TRY
+  l->purge(c, dir);
   return LUAASIO_OK;
+  LUAASIO_CATCH
 }
 
 LUAASIO_EXPORT int luaasio_conn_shutdown(luaasio_loop *l, int32_t h, int how) {

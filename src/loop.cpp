@@ -72,6 +72,22 @@ std::shared_ptr<object> loop::release(int32_t handle) noexcept {
   return obj;
 }
 
+std::vector<int32_t> loop::purge(const object *source, int dir) {
+  std::vector<int32_t> dropped;
+  size_t keep = events_head;
+  for (size_t i = events_head; i < events.size(); ++i) {
+    const queued &q = events[i];
+    if (q.source == source && (dir < 0 || q.dir == dir)) {
+      if (source->kind == object::server_kind && q.ev.result > 0)
+        dropped.push_back(q.ev.result);
+      continue;
+    }
+    events[keep++] = q;
+  }
+  events.resize(keep);
+  return dropped;
+}
+
 } // namespace luaasio
 
 using namespace luaasio;
@@ -127,8 +143,8 @@ LUAASIO_EXPORT int luaasio_poll(luaasio_loop *l, luaasio_event *out, int max,
       l->ctx.poll();
     }
     size_t n = std::min(static_cast<size_t>(max), l->events.size() - l->events_head);
-    if (n > 0)
-      std::memcpy(out, l->events.data() + l->events_head, n * sizeof(luaasio_event));
+    for (size_t i = 0; i < n; ++i)
+      out[i] = l->events[l->events_head + i].ev;
     l->events_head += n;
     return static_cast<int>(n);
   } catch (const std::bad_alloc &) {
@@ -146,5 +162,10 @@ LUAASIO_EXPORT int luaasio_close(luaasio_loop *l, int32_t handle) {
     return LUAASIO_EBADF;
   obj->open = false;
   obj->shutdown_all();
+  LUAASIO_TRY
+  // Connections accepted but not yet delivered die with their server.
+  for (int32_t h : l->purge(obj.get()))
+    luaasio_close(l, h);
   return LUAASIO_OK;
+  LUAASIO_CATCH
 }

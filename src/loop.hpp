@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #if defined(_WIN32)
@@ -71,6 +72,7 @@ struct server final : object, std::enable_shared_from_this<server> {
   void accept_next();
 
   loop &owner;
+  std::string unix_path; // removed again on close, if still ours
   asio::basic_socket_acceptor<stream> acceptor;
   asio::steady_timer backoff;
   int32_t slot = -1;
@@ -103,11 +105,24 @@ struct loop {
     return static_cast<T *>(find(handle, T::static_kind));
   }
 
-  void push(int32_t slot, int32_t result) { events.push_back({slot, result}); }
+  // Queues an event for Lua. `source` and `dir` (a LUAASIO_WAIT_* value, or
+  // -1 for the object's only operation) let purge() withdraw it.
+  void push(int32_t slot, int32_t result, const object *source, int dir = -1) {
+    events.push_back({{slot, result}, source, dir});
+  }
+  // Drops the queued events of `source` (of one direction, or all with -1),
+  // so that an operation that was closed or detached reports nothing, even
+  // when it had already completed. Returns the accepted handles it dropped.
+  std::vector<int32_t> purge(const object *source, int dir = -1);
 
   asio::io_context ctx;
   asio::executor_work_guard<asio::io_context::executor_type> keep_running;
-  std::vector<luaasio_event> events;
+  struct queued {
+    luaasio_event ev;
+    const object *source;
+    int dir;
+  };
+  std::vector<queued> events;
   size_t events_head = 0;
 
   struct entry {

@@ -37,7 +37,7 @@ LUAASIO_EXPORT int32_t luaasio_resolve(luaasio_loop *l, int32_t slot, const char
       return;
     if (ec) {
       int code = map_error(ec);
-      r->owner.push(r->slot, code == LUAASIO_ECLOSED ? code : LUAASIO_ENOTRESOLVED);
+      r->owner.push(r->slot, code == LUAASIO_ECLOSED ? code : LUAASIO_ENOTRESOLVED, r.get());
       return;
     }
     for (const auto &entry : results) {
@@ -50,7 +50,7 @@ LUAASIO_EXPORT int32_t luaasio_resolve(luaasio_loop *l, int32_t slot, const char
         r->addresses.push_back(std::move(text));
     }
     int n = static_cast<int>(r->addresses.size());
-    r->owner.push(r->slot, n > 0 ? n : LUAASIO_ENOTRESOLVED);
+    r->owner.push(r->slot, n > 0 ? n : LUAASIO_ENOTRESOLVED, r.get());
   };
   // No AI_ADDRCONFIG: a host without IPv6 routes must still resolve
   // "localhost" to ::1 when asked for IPv6.

@@ -4,6 +4,11 @@
 
 #include <chrono>
 
+#if defined(BOOST_ASIO_HAS_LOCAL_SOCKETS)
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
+
 namespace luaasio {
 
 server::server(loop &l)
@@ -11,6 +16,17 @@ server::server(loop &l)
 
 void server::shutdown_all() noexcept {
   error_code ec;
+#if defined(BOOST_ASIO_HAS_LOCAL_SOCKETS)
+  // Remove the socket file this server created, unless it was replaced.
+  if (!unix_path.empty()) {
+    struct stat st;
+    int fd = acceptor.native_handle();
+    struct stat mine;
+    if (fd >= 0 && fstat(fd, &mine) == 0 && stat(unix_path.c_str(), &st) == 0 &&
+        S_ISSOCK(st.st_mode) && st.st_ino == mine.st_ino && st.st_dev == mine.st_dev)
+      ::unlink(unix_path.c_str());
+  }
+#endif
   acceptor.close(ec);
   backoff.cancel();
   // `pending` stays: the cancelled accept still refers to its socket until
@@ -45,7 +61,7 @@ void server::accept_next() {
     prepare_socket(self->pending->sock);
     int32_t h = self->owner.add(std::move(self->pending));
     if (h > 0)
-      self->owner.push(self->slot, h);
+      self->owner.push(self->slot, h, self.get());
     self->accept_next();
   });
 }
@@ -123,7 +139,10 @@ LUAASIO_EXPORT int32_t luaasio_server_open_unix(luaasio_loop *l, int32_t slot,
   int rc = unix_endpoint(path, ep);
   if (rc < 0)
     return rc;
-  return open_server(l, slot, ep, backlog, 0, false);
+  int32_t h = open_server(l, slot, ep, backlog, 0, false);
+  if (h > 0)
+    l->get<server>(h)->unix_path = path;
+  return h;
   LUAASIO_CATCH
 }
 

@@ -260,15 +260,28 @@ end)
 test('out of descriptors: no busy loop, existing clients served, recovers', function()
   linux()
   go(function()
-    local child = P.start('test/helpers/echo_server.lua', 'echo', 'ulimit -n 64;')
+    -- UBSan's vptr check probes memory through a pipe, which a process out
+    -- of descriptors cannot open, so it reports false errors there: under
+    -- the sanitizers the starved server runs on the regular build.
+    local env = ''
+    if T.sanitized then
+      local plain = T.root .. '/build/libluaasio.so'
+      if not io.open(plain) then T.skip('sanitized run without the regular build in build/') end
+      env = 'LUAASIO_PRELOAD= LUAASIO_LIB=' .. plain
+    end
+    local child = P.start('test/helpers/echo_server.lua', 'echo', 'ulimit -n 64; ' .. env)
     local ok, err = pcall(function()
       local port = child:port()
       local conns = {}
+      local errs = {}
       for i = 1, 100 do
-        local c = asio.connect('127.0.0.1', port, { timeout = 2 })
-        if c then conns[#conns + 1] = c end
+        local c, cerr = asio.connect('127.0.0.1', port, { timeout = 2 })
+        if c then conns[#conns + 1] = c else errs[cerr] = (errs[cerr] or 0) + 1 end
       end
-      eq(#conns, 100, 'connections (queued in the backlog count too)')
+      local why = {}
+      for e, n in pairs(errs) do why[#why + 1] = n .. ' ' .. e end
+      eq(#conns, 100, 'connections (queued in the backlog count too; failed: '
+        .. table.concat(why, ', ') .. ')')
       asio.sleep(0.3)
       local cpu0 = child:cpu()
       asio.sleep(1)
@@ -285,8 +298,9 @@ test('out of descriptors: no busy loop, existing clients served, recovers', func
       eq(last:read(5), 'later', 'accepted after descriptors freed')
       for i = 61, 100 do conns[i]:close() end
     end)
+    local output = child:output()
     child:stop()
-    assert(ok, err)
+    assert(ok, ok or (tostring(err) .. '\nserver output:\n' .. output))
   end, 60)
 end)
 

@@ -48,7 +48,8 @@ function T.go(fn, limit)
   local done, ok, err = false, nil, nil
   local cv = asio.cond()
   asio.spawn_light_thread(function()
-    cv:wait(limit)
+    local waited, werr = pcall(cv.wait, cv, limit)
+    if not waited then err = 'watchdog failed: ' .. tostring(werr) end
     if not done then asio.stop() return end
     -- Give what the test started a moment to wind down; a server left open
     -- would keep run() going for ever, so stop and let the leak check speak.
@@ -65,7 +66,7 @@ function T.go(fn, limit)
     cv:signal()
   end)
   asio.run()
-  if not done then error('test did not finish within ' .. limit .. ' s', 0) end
+  if not done then error(err or ('test did not finish within ' .. limit .. ' s'), 0) end
   if not ok then error(err, 0) end
 end
 
