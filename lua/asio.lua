@@ -108,8 +108,21 @@ local iport = ffi.new('int[1]')
 local sabuf = ffi.new('char[?]', 128)
 local ref_t = ffi.typeof('int32_t[1]')
 
-local current = nil            -- the running light thread record
-local slots = {}               -- slot index -> thread record
+-- Light threads live in arrays indexed by a slot number rather than in one
+-- table each: a parked connection then costs its coroutine and a few array
+-- entries, which matters with thousands of idle connections on a router.
+local current = nil            -- slot of the running light thread
+local th_co = {}               -- slot -> coroutine
+local th_seq = {}              -- slot -> 8-bit wait counter
+local th_tok = {}              -- slot -> token waited for, -1 when running
+local th_io = {}               -- slot -> parked on an operation in C
+local th_dl = {}               -- slot -> deadline (timer heap key)
+local th_hidx = {}             -- slot -> position in the timer heap
+local th_cv, th_cvi = {}, {}   -- slot -> condition waited on, queue position
+local slot_of = {}             -- coroutine -> slot, while the thread lives
+local joiners_of = {}          -- coroutine -> slots waiting in join()
+local done_of = setmetatable({}, { __mode = 'k' })   -- finished: results or true
+local failed_of = setmetatable({}, { __mode = 'k' }) -- raised: the error
 local free_slots, nfree = {}, 0
 local nslots = 0
 local SLOT_BITS = 0x3fffff     -- 22 bits of index, 8 bits of sequence
@@ -121,12 +134,8 @@ local nservers = 0
 local nio = 0                  -- threads parked on an operation in C
 local nthreads = 0
 local ready_t, ready_r, ready_head, ready_tail = {}, {}, 1, 0
-local heap, nheap = {}, 0      -- timer min-heap of thread records
+local heap, nheap = {}, 0      -- timer min-heap of slots
 local running, stopped = false, false
-
-local Thread = {}
-Thread.__index = Thread
-Thread.__tostring = function(t) return 'light thread (' .. tostring(t.co) .. ')' end
 
 local function report_default(err, trace)
   io.stderr:write('asio: error in light thread: ', tostring(trace or err), '\n')
@@ -181,54 +190,54 @@ local function check_timeout(n, fname, v)
 end
 
 ---------------------------------------------------------------------------
--- Timer heap (thread records ordered by deadline)
+-- Timer heap (slots ordered by deadline)
 ---------------------------------------------------------------------------
 
 local function heap_up(i)
-  local t = heap[i]
-  local d = t.deadline
+  local s = heap[i]
+  local d = th_dl[s]
   while i > 1 do
     local p = floor(i / 2)
-    local pt = heap[p]
-    if pt.deadline <= d then break end
-    heap[i] = pt; pt.hidx = i
+    local ps = heap[p]
+    if th_dl[ps] <= d then break end
+    heap[i] = ps; th_hidx[ps] = i
     i = p
   end
-  heap[i] = t; t.hidx = i
+  heap[i] = s; th_hidx[s] = i
 end
 
 local function heap_down(i)
-  local t = heap[i]
-  local d = t.deadline
+  local s = heap[i]
+  local d = th_dl[s]
   while true do
     local c = i * 2
     if c > nheap then break end
-    if c < nheap and heap[c + 1].deadline < heap[c].deadline then c = c + 1 end
-    local ct = heap[c]
-    if ct.deadline >= d then break end
-    heap[i] = ct; ct.hidx = i
+    if c < nheap and th_dl[heap[c + 1]] < th_dl[heap[c]] then c = c + 1 end
+    local cs = heap[c]
+    if th_dl[cs] >= d then break end
+    heap[i] = cs; th_hidx[cs] = i
     i = c
   end
-  heap[i] = t; t.hidx = i
+  heap[i] = s; th_hidx[s] = i
 end
 
-local function heap_push(t, deadline)
-  t.deadline = deadline
+local function heap_push(s, deadline)
+  th_dl[s] = deadline
   nheap = nheap + 1
-  heap[nheap] = t
+  heap[nheap] = s
   heap_up(nheap)
 end
 
-local function heap_remove(t)
-  local i = t.hidx
-  t.hidx = nil
+local function heap_remove(s)
+  local i = th_hidx[s]
+  th_hidx[s] = false
   local last = heap[nheap]
   heap[nheap] = nil
   nheap = nheap - 1
   if i <= nheap then
-    heap[i] = last; last.hidx = i
+    heap[i] = last; th_hidx[last] = i
     heap_down(i)
-    heap_up(last.hidx)
+    heap_up(th_hidx[last])
   end
 end
 
@@ -249,84 +258,91 @@ end
 
 -- A fresh token per wait: the slot index plus a sequence number, so that an
 -- event from an abandoned operation can never wake a later wait.
-local function next_token(t)
-  local seq = band(t.seq + 1, 0xff)
-  t.seq = seq
-  return t.slot + seq * SLOT_SEQ
+local function next_token(s)
+  local seq = band(th_seq[s] + 1, 0xff)
+  th_seq[s] = seq
+  return s + seq * SLOT_SEQ
 end
 
 -- Raises before any state changes if the running coroutine is not the light
--- thread `t` (a plain coroutine inside a light thread), so a misused call
+-- thread `s` (a plain coroutine inside a light thread), so a misused call
 -- leaves the connection as it was.
-local function must_park(t)
-  if co_running() ~= t.co then
+local function must_park(s)
+  if co_running() ~= th_co[s] then
     error('asio: blocking call from a coroutine that is not a light thread', 3)
   end
 end
 
-local function park(t, token, deadline, io)
-  if co_running() ~= t.co then
-    error('asio: blocking call from a coroutine that is not a light thread', 3)
+-- Records that `s` waits for `token` (and the deadline); the caller yields
+-- next. Separate from park() so that the hottest waits can yield from the
+-- API function itself: a parked coroutine whose frames use more than about
+-- twenty stack slots has its stack doubled, which would double the memory
+-- of an idle connection.
+local function arm(s, token, deadline, io)
+  if co_running() ~= th_co[s] then
+    error('asio: blocking call from a coroutine that is not a light thread', 4)
   end
-  t.token = token
-  t.waiting = true
-  if io then t.io = true; nio = nio + 1 end
-  if deadline then heap_push(t, deadline) end
+  th_tok[s] = token
+  if io then th_io[s] = true; nio = nio + 1 end
+  if deadline then heap_push(s, deadline) end
+end
+
+local function park(s, token, deadline, io)
+  arm(s, token, deadline, io)
   return co_yield()
 end
 
-local function unpark(t)
-  t.waiting = false
-  t.token = -1
-  if t.hidx then heap_remove(t) end
-  if t.io then t.io = false; nio = nio - 1 end
+local function unpark(s)
+  th_tok[s] = -1
+  if th_hidx[s] then heap_remove(s) end
+  if th_io[s] then th_io[s] = false; nio = nio - 1 end
 end
 
 local resume
 
-local function wake_later(t, r)
-  if not t.waiting then return end
-  unpark(t)
+local function wake_later(s, r)
+  if th_tok[s] < 0 then return end
+  unpark(s)
   ready_tail = ready_tail + 1
-  ready_t[ready_tail] = t
+  ready_t[ready_tail] = s
   ready_r[ready_tail] = r
 end
 
-local function finish(t, ok, ...)
-  slots[t.slot] = nil
+local function finish(s, ok, ...)
+  local co = th_co[s]
+  slot_of[co] = nil
+  th_co[s], th_cv[s], th_cvi[s] = false, false, false
   nfree = nfree + 1
-  free_slots[nfree] = t.slot
+  free_slots[nfree] = s
   nthreads = nthreads - 1
-  t.done = true
-  t.ok = ok
   if ok then
     local n = select('#', ...)
-    if n > 0 then t.results = { n = n, ... } end
+    done_of[co] = n > 0 and { n = n, ... } or true
   else
-    t.err = ...
+    failed_of[co] = (...)
   end
-  local joiners = t.joiners
+  local joiners = joiners_of[co]
   if joiners then
-    t.joiners = nil
+    joiners_of[co] = nil
     for i = 1, #joiners do wake_later(joiners[i], 0) end
   end
 end
 
-local function after_resume(t, prev, ok, ...)
+local function after_resume(s, prev, ok, ...)
   current = prev
   if not ok then
     local err = ...
-    report(err, debug.traceback(t.co, tostring(err)))
-    finish(t, false, err)
-  elseif co_status(t.co) == 'dead' then
-    finish(t, true, ...)
+    report(err, debug.traceback(th_co[s], tostring(err)))
+    finish(s, false, err)
+  elseif co_status(th_co[s]) == 'dead' then
+    finish(s, true, ...)
   end
 end
 
-resume = function(t, ...)
+resume = function(s, ...)
   local prev = current
-  current = t
-  return after_resume(t, prev, co_resume(t.co, ...))
+  current = s
+  return after_resume(s, prev, co_resume(th_co[s], ...))
 end
 
 local function spawn_light_thread(fn, ...)
@@ -336,40 +352,43 @@ local function spawn_light_thread(fn, ...)
     local callable = fn
     fn = function(...) return callable(...) end
   end
-  local t = setmetatable({ co = co_create(fn), slot = alloc_slot(), seq = 0,
-                           token = -1, waiting = false }, Thread)
-  slots[t.slot] = t
+  local co = co_create(fn)
+  local s = alloc_slot()
+  th_co[s], th_seq[s], th_tok[s], th_io[s], th_hidx[s] = co, 0, -1, false, false
+  slot_of[co] = s
   nthreads = nthreads + 1
-  resume(t, ...)
-  return t
+  resume(s, ...)
+  return co
 end
 
 local function sleep(sec)
-  local t = current
+  local s = current
   if type(sec) ~= 'number' or sec ~= sec then argerr(1, 'sleep', 'number', sec) end
-  if not t then outside('sleep') end
+  if not s then outside('sleep') end
   if sec < 0 then sec = 0 end
-  park(t, next_token(t), C.luaasio_now() + sec, false)
+  park(s, next_token(s), C.luaasio_now() + sec, false)
 end
 
 local function join(th)
-  local t = current
-  if getmetatable(th) ~= Thread then argerr(1, 'join', 'light thread', th) end
-  if not t then outside('join') end
-  if th == t then error("bad argument #1 to 'join' (a light thread cannot join itself)", 2) end
-  if not th.done then
-    must_park(t)
-    local j = th.joiners
-    if not j then j = {}; th.joiners = j end
-    j[#j + 1] = t
-    park(t, next_token(t), nil, false)
+  local s = current
+  if type(th) ~= 'thread' or not (slot_of[th] or done_of[th] or failed_of[th] ~= nil) then
+    argerr(1, 'join', 'light thread', th)
   end
-  if th.ok then
-    local r = th.results
-    if r then return unpack(r, 1, r.n) end
+  if not s then outside('join') end
+  if th == th_co[s] then error("bad argument #1 to 'join' (a light thread cannot join itself)", 2) end
+  if slot_of[th] then
+    must_park(s)
+    local j = joiners_of[th]
+    if not j then j = {}; joiners_of[th] = j end
+    j[#j + 1] = s
+    park(s, next_token(s), nil, false)
+  end
+  local r = done_of[th]
+  if r then
+    if r ~= true then return unpack(r, 1, r.n) end
     return
   end
-  return nil, th.err
+  return nil, failed_of[th]
 end
 
 ---------------------------------------------------------------------------
@@ -384,21 +403,21 @@ local function cond()
 end
 
 function Cond:wait(timeout)
-  local t = current
+  local s = current
   if getmetatable(self) ~= Cond then selferr('wait', 'condition', self) end
   timeout = check_timeout(1, 'wait', timeout)
-  if not t then outside('wait') end
-  must_park(t)
+  if not s then outside('wait') end
+  must_park(s)
   local i = self.tail + 1
   self.tail = i
-  self.wt[i] = t
-  t.cv, t.cvi = self, i
-  local r = park(t, next_token(t), timeout and C.luaasio_now() + timeout, false)
-  t.cv, t.cvi = nil, nil
+  self.wt[i] = s
+  th_cv[s], th_cvi[s] = self, i
+  local r = park(s, next_token(s), timeout and C.luaasio_now() + timeout, false)
+  th_cv[s], th_cvi[s] = false, false
   if r == ETIMEDOUT then
     -- Leave no entry behind: signal() must not find it, and timed-out waits
     -- must not pile up in a condition nobody signals.
-    if self.wt[i] == t then self.wt[i] = nil end
+    if self.wt[i] == s then self.wt[i] = nil end
     while self.head <= self.tail and self.wt[self.head] == nil do self.head = self.head + 1 end
     if self.head > self.tail then self.head, self.tail = 1, 0 end
     return nil, 'timeout'
@@ -411,11 +430,11 @@ local function signal_one(cv)
   local wt = cv.wt
   while cv.head <= cv.tail do
     local i = cv.head
-    local t = wt[i]
+    local s = wt[i]
     wt[i] = nil
     cv.head = i + 1
-    if t and t.waiting and t.cv == cv and t.cvi == i then
-      wake_later(t, 0)
+    if s and th_tok[s] >= 0 and th_cv[s] == cv and th_cvi[s] == i then
+      wake_later(s, 0)
       return true
     end
   end
@@ -439,143 +458,194 @@ end
 -- Connections
 ---------------------------------------------------------------------------
 
-local Conn = {}
-Conn.__index = Conn
-Conn.__tostring = function(c)
-  return c.h ~= 0 and ('asio connection #' .. c.h) or 'asio connection (closed)'
+-- A connection is a small cdata struct, not a table, for its memory cost.
+-- Bytes received but not yet returned (after a timeout, or past a line's
+-- delimiter) are the only Lua-valued state; they live in pend_of, keyed by
+-- the handle, and `pend` says whether there are any.
+if not pcall(ffi.typeof, 'struct luaasio_lua_conn') then
+  ffi.cdef [[
+struct luaasio_lua_conn {
+  int32_t h;        /* handle; 0 once closed */
+  int32_t reader;   /* slot of the light thread reading, 0 if none */
+  int32_t writer;   /* slot of the light thread writing, 0 if none */
+  uint8_t pend;     /* bytes are buffered in pend_of[h] */
+  uint8_t drained;  /* the last read came back short */
+  double rto, wto, cto; /* timeouts in seconds, < 0 for none */
+};
+]]
 end
 
-local function conn_gc(ref)
-  local h = ref[0]
+local Conn = {}
+local pend_of = {}
+local istype = ffi.istype
+
+local function conn_gc(c)
+  local h = c.h
   if h ~= 0 and loop_alive then
-    ref[0] = 0
+    c.h = 0
+    pend_of[h] = nil
     C.luaasio_close(loop, h)
   end
 end
 
+local conn_t = ffi.metatype('struct luaasio_lua_conn', {
+  __index = Conn,
+  __gc = conn_gc,
+  __tostring = function(c)
+    return c.h ~= 0 and ('asio connection #' .. c.h) or 'asio connection (closed)'
+  end,
+})
+
 local function new_conn(h)
-  local ref = ref_t(h)
-  ffi_gc(ref, conn_gc)
-  return setmetatable({ h = h, ref = ref }, Conn)
+  return conn_t(h, 0, 0, 0, 0, -1, -1, -1)
 end
 
 local function check_conn(self, fname)
-  if getmetatable(self) ~= Conn then
+  if not istype(conn_t, self) then
     error(("calling '%s' on bad self (connection expected, got %s)"):format(fname, type(self)), 3)
   end
 end
 
+local function take_pend(c)
+  local p = pend_of[c.h]
+  pend_of[c.h] = nil
+  c.pend = 0
+  return p
+end
 
--- Parks `t` until the connection is ready in direction `dir`, the deadline
+local function keep_pend(c, data)
+  pend_of[c.h] = data
+  c.pend = 1
+end
+
+-- Parks `s` until the connection is ready in direction `dir`, the deadline
 -- passes (ETIMEDOUT) or the connection is closed (ECLOSED).
-local function wait_io(c, t, dir, deadline)
-  local token = next_token(t)
+local function wait_io(c, s, dir, deadline)
+  local token = next_token(s)
   local rc = C.luaasio_conn_wait(loop, c.h, dir, token)
   if rc < 0 then return rc end
-  local r = park(t, token, deadline, true)
+  local r = park(s, token, deadline, true)
   if r == ETIMEDOUT and c.h ~= 0 then C.luaasio_conn_unwait(loop, c.h, dir) end
   return r
 end
 
 local function deadline_of(timeout)
-  return timeout and C.luaasio_now() + timeout
+  return timeout >= 0 and C.luaasio_now() + timeout or nil
 end
 
 local function read_fail(c, code, parts)
   local partial = parts and concat(parts) or ''
   -- After a timeout the bytes stay buffered for the next read as well.
-  if code == ETIMEDOUT and partial ~= '' then c.pend = partial end
+  if code == ETIMEDOUT and partial ~= '' then keep_pend(c, partial) end
   return nil, strerror(code), partial
 end
 
-local function read_slow(c, t, n, parts, have)
+-- One non-blocking read of up to `want` bytes into the shared buffer. A
+-- short read means the socket is most likely empty now, so the next read
+-- goes straight to waiting (re-arming the wait re-checks readiness, so no
+-- data is missed) instead of spending a system call on "would block".
+local function recv(c, want)
+  local r = C.luaasio_conn_read(loop, c.h, rbuf, want)
+  c.drained = (r > 0 and r < want) and 1 or 0
+  return r
+end
+
+local function read_slow(c, s, n, parts, have)
   local deadline = false
-  must_park(t)
-  c.reader = t
+  must_park(s)
+  c.reader = s
   while have < n do
     local want = n - have
     if want > BUFSIZE then want = BUFSIZE end
-    local r = C.luaasio_conn_read(loop, c.h, rbuf, want)
+    local r = EAGAIN
+    if c.drained == 0 then r = recv(c, want) end
     if r > 0 then
       parts[#parts + 1] = ffi_string(rbuf, r)
       have = have + r
     elseif r == EAGAIN then
+      c.drained = 0
       if deadline == false then deadline = deadline_of(c.rto) end
-      r = wait_io(c, t, WAIT_READ, deadline)
-      if r ~= 0 then c.reader = nil; return read_fail(c, r, parts) end
+      r = wait_io(c, s, WAIT_READ, deadline)
+      if r ~= 0 then c.reader = 0; return read_fail(c, r, parts) end
     else
-      c.reader = nil
+      c.reader = 0
       return read_fail(c, r, parts)
     end
-    if c.h == 0 then c.reader = nil; return read_fail(c, ECLOSED, parts) end
+    if c.h == 0 then c.reader = 0; return read_fail(c, ECLOSED, parts) end
   end
-  c.reader = nil
+  c.reader = 0
   return concat(parts)
 end
 
 function Conn:read(n)
-  local t = current
-  if getmetatable(self) ~= Conn then check_conn(self, 'read') end
+  local s = current
+  if not istype(conn_t, self) then check_conn(self, 'read') end
   if not is_count(n) then argerr(1, 'read', 'non-negative integer', n) end
-  if not t then outside('read') end
+  if not s then outside('read') end
   local h = self.h
   if h == 0 then return nil, 'closed', '' end
-  if self.reader then return nil, 'busy', '' end
+  if self.reader ~= 0 then return nil, 'busy', '' end
   if n == 0 then return '' end
-  local pend = self.pend
-  if pend then
+  if self.pend ~= 0 then
+    local pend = take_pend(self)
     local pl = #pend
     if pl >= n then
-      if pl == n then self.pend = nil; return pend end
-      self.pend = sub(pend, n + 1)
-      return sub(pend, 1, n)
+      if pl > n then keep_pend(self, sub(pend, n + 1)) end
+      return pl == n and pend or sub(pend, 1, n)
     end
-    self.pend = nil
-    return read_slow(self, t, n, { pend }, pl)
+    return read_slow(self, s, n, { pend }, pl)
   end
+  if self.drained ~= 0 then return read_slow(self, s, n, {}, 0) end
   local want = n < BUFSIZE and n or BUFSIZE
-  local r = C.luaasio_conn_read(loop, h, rbuf, want)
+  local r = recv(self, want)
   if r == n then return ffi_string(rbuf, r) end
-  if r > 0 then return read_slow(self, t, n, { ffi_string(rbuf, r) }, r) end
-  if r == EAGAIN then return read_slow(self, t, n, {}, 0) end
+  if r > 0 then return read_slow(self, s, n, { ffi_string(rbuf, r) }, r) end
+  if r == EAGAIN then return read_slow(self, s, n, {}, 0) end
   return nil, strerror(r), ''
 end
 
 function Conn:read_some()
-  local t = current
-  if getmetatable(self) ~= Conn then check_conn(self, 'read_some') end
-  if not t then outside('read_some') end
+  local s = current
+  if not istype(conn_t, self) then check_conn(self, 'read_some') end
+  if not s then outside('read_some') end
   local h = self.h
   if h == 0 then return nil, 'closed' end
-  if self.reader then return nil, 'busy' end
-  local pend = self.pend
-  if pend then self.pend = nil; return pend end
-  local r = C.luaasio_conn_read(loop, h, rbuf, BUFSIZE)
-  if r > 0 then return ffi_string(rbuf, r) end
-  if r ~= EAGAIN then return '', strerror(r) end
-  must_park(t)
+  if self.reader ~= 0 then return nil, 'busy' end
+  if self.pend ~= 0 then return take_pend(self) end
+  local r = EAGAIN
+  if self.drained == 0 then
+    r = recv(self, BUFSIZE)
+    if r > 0 then return ffi_string(rbuf, r) end
+    if r ~= EAGAIN then return '', strerror(r) end
+  end
+  must_park(s)
   local deadline = deadline_of(self.rto)
-  self.reader = t
+  self.reader = s
   repeat
-    r = wait_io(self, t, WAIT_READ, deadline)
+    -- wait_io() written out, so that an idle reader parks two frames deep
+    local token = next_token(s)
+    r = C.luaasio_conn_wait(loop, self.h, WAIT_READ, token)
+    if r == 0 then
+      arm(s, token, deadline, true)
+      r = co_yield()
+      if r == ETIMEDOUT and self.h ~= 0 then C.luaasio_conn_unwait(loop, self.h, WAIT_READ) end
+    end
     if r == 0 then
       if self.h == 0 then r = ECLOSED; break end
-      r = C.luaasio_conn_read(loop, self.h, rbuf, BUFSIZE)
+      r = recv(self, BUFSIZE)
     end
   until r ~= EAGAIN
-  self.reader = nil
+  self.reader = 0
   if r > 0 then return ffi_string(rbuf, r) end
   return '', strerror(r)
 end
 
 -- `cr`: a '\r' just before the delimiter is not counted against `max`
 -- (read_line strips it).
-local function read_until(self, t, delim, max, inclusive, cr)
-  local h = self.h
-  if h == 0 then return nil, 'closed', '' end
-  if self.reader then return nil, 'busy', '' end
-  local buf = self.pend or ''
-  self.pend = nil
+local function read_until(self, s, delim, max, inclusive, cr)
+  if self.h == 0 then return nil, 'closed', '' end
+  if self.reader ~= 0 then return nil, 'busy', '' end
+  local buf = self.pend ~= 0 and take_pend(self) or ''
   local dl = #delim
   local init = 1
   local deadline = false
@@ -584,96 +654,98 @@ local function read_until(self, t, delim, max, inclusive, cr)
     local len = i and i - 1
     if cr and len and len > 0 and byte(buf, len) == 13 then len = len - 1 end
     if i and (not max or len <= max) then
-      if j < #buf then self.pend = sub(buf, j + 1) end
-      self.reader = nil
+      if j < #buf then keep_pend(self, sub(buf, j + 1)) end
+      self.reader = 0
       return inclusive and sub(buf, 1, j) or sub(buf, 1, i - 1)
     end
     if max and (i or #buf >= max + dl + (cr and 1 or 0)) then
       -- The line would exceed `max`: keep everything for later reads.
-      if buf ~= '' then self.pend = buf end
-      self.reader = nil
+      if buf ~= '' then keep_pend(self, buf) end
+      self.reader = 0
       return nil, 'line too long', ''
     end
     init = #buf - dl + 2
     if init < 1 then init = 1 end
-    local r = C.luaasio_conn_read(loop, self.h, rbuf, BUFSIZE)
+    local r = EAGAIN
+    if self.drained == 0 then r = recv(self, BUFSIZE) end
     if r > 0 then
       buf = buf .. ffi_string(rbuf, r)
     elseif r == EAGAIN then
+      self.drained = 0
       if deadline == false then deadline = deadline_of(self.rto) end
-      must_park(t)
-      self.reader = t
-      r = wait_io(self, t, WAIT_READ, deadline)
+      must_park(s)
+      self.reader = s
+      r = wait_io(self, s, WAIT_READ, deadline)
       if r ~= 0 or self.h == 0 then
-        self.reader = nil
+        self.reader = 0
         return read_fail(self, r ~= 0 and r or ECLOSED, { buf })
       end
     else
-      self.reader = nil
+      self.reader = 0
       return read_fail(self, r, { buf })
     end
   end
 end
 
 function Conn:read_until(delim, max, opts)
-  local t = current
-  if getmetatable(self) ~= Conn then check_conn(self, 'read_until') end
+  local s = current
+  if not istype(conn_t, self) then check_conn(self, 'read_until') end
   if type(delim) ~= 'string' or delim == '' then argerr(1, 'read_until', 'non-empty string', delim) end
   if type(max) == 'table' and opts == nil then max, opts = nil, max end
   if max ~= nil and not (is_count(max) and max > 0) then argerr(2, 'read_until', 'positive integer or nil', max) end
   if opts ~= nil and type(opts) ~= 'table' then argerr(3, 'read_until', 'table or nil', opts) end
-  if not t then outside('read_until') end
-  return read_until(self, t, delim, max, opts and opts.inclusive, false)
+  if not s then outside('read_until') end
+  return read_until(self, s, delim, max, opts and opts.inclusive, false)
 end
 
 function Conn:read_line(max)
-  local t = current
-  if getmetatable(self) ~= Conn then check_conn(self, 'read_line') end
+  local s = current
+  if not istype(conn_t, self) then check_conn(self, 'read_line') end
   if max ~= nil and not (is_count(max) and max > 0) then argerr(1, 'read_line', 'positive integer or nil', max) end
-  if not t then outside('read_line') end
-  local line, err, partial = read_until(self, t, '\n', max, false, true)
+  if not s then outside('read_line') end
+  local line, err, partial = read_until(self, s, '\n', max, false, true)
   if not line then return nil, err, partial end
   if sub(line, -1) == '\r' then line = sub(line, 1, -2) end
   return line
 end
 
-local function write_slow(c, t, s, off, len)
-  must_park(t)
+local function write_slow(c, s, data, off, len)
+  must_park(s)
   local deadline = deadline_of(c.wto)
-  c.writer = t
+  c.writer = s
   while off < len do
-    local r = wait_io(c, t, WAIT_WRITE, deadline)
+    local r = wait_io(c, s, WAIT_WRITE, deadline)
     if r == 0 then
-      if c.h == 0 then r = ECLOSED else r = C.luaasio_conn_write(loop, c.h, s, off, len - off) end
+      if c.h == 0 then r = ECLOSED else r = C.luaasio_conn_write(loop, c.h, data, off, len - off) end
     end
     if r > 0 then
       off = off + r
     elseif r ~= EAGAIN then
-      c.writer = nil
+      c.writer = 0
       return nil, strerror(r), off
     end
   end
-  c.writer = nil
+  c.writer = 0
   return true
 end
 
-function Conn:write(s)
-  local t = current
-  if getmetatable(self) ~= Conn then check_conn(self, 'write') end
-  if type(s) ~= 'string' then
-    if type(s) ~= 'number' then argerr(1, 'write', 'string', s) end
-    s = tostring(s)
+function Conn:write(data)
+  local s = current
+  if not istype(conn_t, self) then check_conn(self, 'write') end
+  if type(data) ~= 'string' then
+    if type(data) ~= 'number' then argerr(1, 'write', 'string', data) end
+    data = tostring(data)
   end
-  if not t then outside('write') end
+  if not s then outside('write') end
   local h = self.h
   if h == 0 then return nil, 'closed', 0 end
-  if self.writer then return nil, 'busy', 0 end
-  local len = #s
+  if self.writer ~= 0 then return nil, 'busy', 0 end
+  local len = #data
   if len == 0 then return true end
-  local r = C.luaasio_conn_write(loop, h, s, 0, len)
+  local r = C.luaasio_conn_write(loop, h, data, 0, len)
   if r == len then return true end
   if r == EAGAIN then r = 0 elseif r < 0 then return nil, strerror(r), 0 end
-  return write_slow(self, t, s, r, len)
+  return write_slow(self, s, data, r, len)
 end
 
 function Conn:close()
@@ -681,11 +753,11 @@ function Conn:close()
   local h = self.h
   if h == 0 then return true end
   self.h = 0
-  self.ref[0] = 0
-  self.pend = nil
+  pend_of[h] = nil
+  self.pend = 0
   C.luaasio_close(loop, h)
-  if self.reader then wake_later(self.reader, ECLOSED) end
-  if self.writer then wake_later(self.writer, ECLOSED) end
+  if self.reader ~= 0 then wake_later(self.reader, ECLOSED) end
+  if self.writer ~= 0 then wake_later(self.writer, ECLOSED) end
   return true
 end
 
@@ -699,16 +771,16 @@ end
 
 function Conn:settimeout(sec)
   check_conn(self, 'settimeout')
-  sec = check_timeout(1, 'settimeout', sec)
+  sec = check_timeout(1, 'settimeout', sec) or -1
   self.cto, self.rto, self.wto = sec, sec, sec
   return true
 end
 
 function Conn:settimeouts(connect, read, write)
   check_conn(self, 'settimeouts')
-  self.cto = check_timeout(1, 'settimeouts', connect)
-  self.rto = check_timeout(2, 'settimeouts', read)
-  self.wto = check_timeout(3, 'settimeouts', write)
+  self.cto = check_timeout(1, 'settimeouts', connect) or -1
+  self.rto = check_timeout(2, 'settimeouts', read) or -1
+  self.wto = check_timeout(3, 'settimeouts', write) or -1
   return true
 end
 
@@ -782,12 +854,12 @@ local function split_list(s)
   return list
 end
 
-local function resolve_in(t, host, family, deadline)
-  must_park(t)
-  local token = next_token(t)
+local function resolve_in(s, host, family, deadline)
+  must_park(s)
+  local token = next_token(s)
   local h = C.luaasio_resolve(loop, token, host, family)
   if h < 0 then return nil, strerror(h) end
-  local r = park(t, token, deadline, true)
+  local r = park(s, token, deadline, true)
   if r < 0 then
     C.luaasio_close(loop, h)
     return nil, strerror(r)
@@ -811,17 +883,17 @@ local function resolve(host, opts)
       error("bad argument #2 to 'resolve' (family must be 'inet' or 'inet6')", 2)
     end
   end
-  local timeout = check_timeout(2, 'resolve', opts and opts.timeout)
+  local timeout = check_timeout(2, 'resolve', opts and opts.timeout) or -1
   if not t then outside('resolve') end
   return resolve_in(t, host, family, deadline_of(timeout))
 end
 
-local function connect_ip(t, ip, port, deadline)
-  must_park(t)
-  local token = next_token(t)
+local function connect_ip(s, ip, port, deadline)
+  must_park(s)
+  local token = next_token(s)
   local h = C.luaasio_connect(loop, token, ip, port)
   if h < 0 then return nil, h end
-  local r = park(t, token, deadline, true)
+  local r = park(s, token, deadline, true)
   if r ~= 0 then
     C.luaasio_close(loop, h)
     return nil, r
@@ -840,12 +912,12 @@ local function connect_list(t, list, port, deadline)
   return nil, strerror(last)
 end
 
-local function connect_unix(t, path, deadline)
-  must_park(t)
-  local token = next_token(t)
+local function connect_unix(s, path, deadline)
+  must_park(s)
+  local token = next_token(s)
   local h = C.luaasio_connect_unix(loop, token, path)
   if h < 0 then return nil, strerror(h) end
-  local r = park(t, token, deadline, true)
+  local r = park(s, token, deadline, true)
   if r ~= 0 then
     C.luaasio_close(loop, h)
     return nil, strerror(r)
@@ -856,7 +928,7 @@ end
 local function connect(host, port, opts)
   local t = current
   if type(host) ~= 'string' then argerr(1, 'connect', 'string', host) end
-  local prefer6, timeout = false, nil
+  local prefer6, timeout = false, -1
   -- The address forms that take no port may take the options second.
   local shifted = false
   if type(port) == 'table' and opts == nil and
@@ -873,7 +945,7 @@ local function connect(host, port, opts)
       prefer6 = opts
     elseif type(opts) == 'table' then
       prefer6 = opts.ipv6 and true or false
-      timeout = check_timeout(3, 'connect', opts.timeout)
+      timeout = check_timeout(3, 'connect', opts.timeout) or -1
     else
       argerr(3, 'connect', 'table, boolean or nil', opts)
     end
@@ -1037,10 +1109,10 @@ local function dispatch(n)
         C.luaasio_close(loop, r)   -- accepted after the server was closed
       end
     else
-      local t = slots[band(token, SLOT_BITS)]
-      if t and t.waiting and t.token == token then
-        unpark(t)
-        resume(t, r)
+      local s = band(token, SLOT_BITS)
+      if th_tok[s] == token then
+        unpark(s)
+        resume(s, r)
       end
     end
   end
@@ -1049,10 +1121,10 @@ end
 local function run_ready()
   while ready_head <= ready_tail do
     local i = ready_head
-    local t, r = ready_t[i], ready_r[i]
+    local s, r = ready_t[i], ready_r[i]
     ready_t[i], ready_r[i] = nil, nil
     ready_head = i + 1
-    resume(t, r)
+    resume(s, r)
   end
   ready_head, ready_tail = 1, 0
 end
@@ -1060,10 +1132,10 @@ end
 local function expire_timers()
   if nheap == 0 then return end
   local now = C.luaasio_now()
-  while nheap > 0 and heap[1].deadline <= now do
-    local t = heap[1]
-    unpark(t)
-    resume(t, ETIMEDOUT)
+  while nheap > 0 and th_dl[heap[1]] <= now do
+    local s = heap[1]
+    unpark(s)
+    resume(s, ETIMEDOUT)
   end
 end
 
@@ -1080,7 +1152,7 @@ local function run()
       if ready_head <= ready_tail then
         timeout = 0
       elseif nheap > 0 then
-        timeout = heap[1].deadline - C.luaasio_now()
+        timeout = th_dl[heap[1]] - C.luaasio_now()
         if timeout < 0 then timeout = 0 end
       end
       local n = C.luaasio_poll(loop, events, MAX_EVENTS, timeout)
