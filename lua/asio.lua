@@ -278,6 +278,10 @@ end
 -- API function itself: a parked coroutine whose frames use more than about
 -- twenty stack slots has its stack doubled, which would double the memory
 -- of an idle connection.
+-- What a parked light thread yields: resume() can then tell "parked" from
+-- "finished" without asking coroutine.status.
+local PARKED = {}
+
 local function arm(s, token, deadline, io)
   if co_running() ~= th_co[s] then
     error('asio: blocking call from a coroutine that is not a light thread', 4)
@@ -289,7 +293,7 @@ end
 
 local function park(s, token, deadline, io)
   arm(s, token, deadline, io)
-  return co_yield()
+  return co_yield(PARKED)
 end
 
 local function unpark(s)
@@ -330,12 +334,12 @@ end
 
 local function after_resume(s, prev, ok, ...)
   current = prev
-  if not ok then
+  if ok then
+    if ... ~= PARKED and co_status(th_co[s]) == 'dead' then finish(s, true, ...) end
+  else
     local err = ...
     report(err, debug.traceback(th_co[s], tostring(err)))
     finish(s, false, err)
-  elseif co_status(th_co[s]) == 'dead' then
-    finish(s, true, ...)
   end
 end
 
@@ -627,7 +631,7 @@ function Conn:read_some()
     r = C.luaasio_conn_wait(loop, self.h, WAIT_READ, token)
     if r == 0 then
       arm(s, token, deadline, true)
-      r = co_yield()
+      r = co_yield(PARKED)
       if r == ETIMEDOUT and self.h ~= 0 then C.luaasio_conn_unwait(loop, self.h, WAIT_READ) end
     end
     if r == 0 then

@@ -33,11 +33,12 @@ void conn::start_wait(int dir) {
 }
 
 // Sockets handed to Lua are non-blocking, so reads and writes return
-// would_block instead of parking the thread, and send Nagle-free small writes.
-void prepare_socket(stream::socket &sock) {
+// would_block instead of parking the thread; TCP ones send small writes at
+// once (no Nagle delay). The family comes from the endpoint the caller
+// already has: asking the socket would cost a system call per connection.
+void prepare_socket(stream::socket &sock, int family) {
   error_code ec;
   sock.non_blocking(true, ec);
-  int family = sock.local_endpoint(ec).data()->sa_family;
   if (family == AF_INET || family == AF_INET6)
     sock.set_option(asio::ip::tcp::no_delay(true), ec);
 }
@@ -48,11 +49,12 @@ static int32_t start_connect(loop *l, int32_t slot, const stream::endpoint &ep) 
   if (h < 0)
     return h;
   c->connect_slot = slot;
-  c->sock.async_connect(ep, [c](const error_code &ec) {
+  int family = ep.data()->sa_family;
+  c->sock.async_connect(ep, [c, family](const error_code &ec) {
     if (!c->open)
       return;
     if (!ec)
-      prepare_socket(c->sock);
+      prepare_socket(c->sock, family);
     c->owner.push(c->connect_slot, map_error(ec), c.get());
   });
   return h;

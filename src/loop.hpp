@@ -76,6 +76,7 @@ struct server final : object, std::enable_shared_from_this<server> {
   asio::basic_socket_acceptor<stream> acceptor;
   asio::steady_timer backoff;
   int32_t slot = -1;
+  int family = 0;
   std::shared_ptr<conn> pending;
 };
 

@@ -58,7 +58,7 @@ void server::accept_next() {
       }
       return;
     }
-    prepare_socket(self->pending->sock);
+    prepare_socket(self->pending->sock, self->family);
     int32_t h = self->owner.add(std::move(self->pending));
     if (h > 0)
       self->owner.push(self->slot, h, self.get());
@@ -102,6 +102,7 @@ static int32_t open_server(loop *l, int32_t slot, const stream::endpoint &ep, in
                            int flags, bool ip) {
   auto s = std::make_shared<server>(*l);
   s->slot = slot;
+  s->family = ep.data()->sa_family;
   int rc = listen_on(*s, ep, backlog, flags, ip);
   if (rc < 0)
     return rc;
