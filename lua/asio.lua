@@ -121,8 +121,8 @@ local th_hidx = {}             -- slot -> position in the timer heap
 local th_cv, th_cvi = {}, {}   -- slot -> condition waited on, queue position
 local slot_of = {}             -- coroutine -> slot, while the thread lives
 local joiners_of = {}          -- coroutine -> slots waiting in join()
-local done_of = setmetatable({}, { __mode = 'k' })   -- finished: results or true
-local failed_of = setmetatable({}, { __mode = 'k' }) -- raised: the error
+local done_of = setmetatable({}, { __mode = 'k' })   -- finished with results
+local failed_of = setmetatable({}, { __mode = 'k' }) -- raised: {the error}
 local free_slots, nfree = {}, 0
 local nslots = 0
 local SLOT_BITS = 0x3fffff     -- 22 bits of index, 8 bits of sequence
@@ -320,10 +320,12 @@ local function finish(s, ok, ...)
   free_slots[nfree] = s
   nthreads = nthreads - 1
   if ok then
+    -- A finished thread without results needs no record: its coroutine is
+    -- dead and not in failed_of.
     local n = select('#', ...)
-    done_of[co] = n > 0 and { n = n, ... } or true
+    if n > 0 then done_of[co] = { n = n, ... } end
   else
-    failed_of[co] = (...)
+    failed_of[co] = { (...) }
   end
   local joiners = joiners_of[co]
   if joiners then
@@ -375,9 +377,7 @@ end
 
 local function join(th)
   local s = current
-  if type(th) ~= 'thread' or not (slot_of[th] or done_of[th] or failed_of[th] ~= nil) then
-    argerr(1, 'join', 'light thread', th)
-  end
+  if type(th) ~= 'thread' then argerr(1, 'join', 'light thread', th) end
   if not s then outside('join') end
   if th == th_co[s] then error("bad argument #1 to 'join' (a light thread cannot join itself)", 2) end
   if slot_of[th] then
@@ -387,12 +387,10 @@ local function join(th)
     j[#j + 1] = s
     park(s, next_token(s), nil, false)
   end
+  local failed = failed_of[th]
+  if failed then return nil, failed[1] end
   local r = done_of[th]
-  if r then
-    if r ~= true then return unpack(r, 1, r.n) end
-    return
-  end
-  return nil, failed_of[th]
+  if r then return unpack(r, 1, r.n) end
 end
 
 ---------------------------------------------------------------------------
