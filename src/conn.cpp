@@ -49,8 +49,10 @@ static int32_t start_connect(loop *l, int32_t slot, const stream::endpoint &ep) 
   if (h < 0)
     return h;
   c->connect_slot = slot;
+  c->connecting = true;
   int family = ep.data()->sa_family;
   c->sock.async_connect(ep, [c, family](const error_code &ec) {
+    c->connecting = false;
     if (!c->open)
       return;
     if (!ec)
@@ -66,7 +68,7 @@ using namespace luaasio;
 
 LUAASIO_EXPORT int32_t luaasio_connect(luaasio_loop *l, int32_t slot, const char *ip,
                                        int port) {
-  if (!l || !ip)
+  if (!l || !ip || slot < 0)
     return LUAASIO_EINVAL;
   if (port <= 0 || port > 65535)
     return LUAASIO_EBADADDR;
@@ -80,7 +82,7 @@ LUAASIO_EXPORT int32_t luaasio_connect(luaasio_loop *l, int32_t slot, const char
 }
 
 LUAASIO_EXPORT int32_t luaasio_connect_unix(luaasio_loop *l, int32_t slot, const char *path) {
-  if (!l || !path)
+  if (!l || !path || slot < 0)
     return LUAASIO_EINVAL;
 #if defined(BOOST_ASIO_HAS_LOCAL_SOCKETS)
   LUAASIO_TRY
@@ -102,6 +104,8 @@ LUAASIO_EXPORT int luaasio_conn_read(luaasio_loop *l, int32_t h, char *buf, int 
   conn *c = l->get<conn>(h);
   if (!c)
     return LUAASIO_EBADF;
+  if (c->connecting)
+    return LUAASIO_EAGAIN;
   error_code ec;
   size_t n = c->sock.read_some(asio::buffer(buf, size_t(cap)), ec);
   if (ec)
@@ -118,6 +122,8 @@ LUAASIO_EXPORT int luaasio_conn_write(luaasio_loop *l, int32_t h, const char *da
     return LUAASIO_EBADF;
   if (len == 0)
     return 0;
+  if (c->connecting)
+    return LUAASIO_EAGAIN;
   error_code ec;
   size_t n = c->sock.write_some(asio::buffer(data + offset, size_t(len)), ec);
   if (ec)
@@ -195,7 +201,12 @@ LUAASIO_EXPORT int luaasio_conn_setoption(luaasio_loop *l, int32_t h, int option
     c->sock.set_option(asio::socket_base::receive_buffer_size(value), ec);
     break;
   case LUAASIO_OPT_LINGER:
-    c->sock.set_option(asio::socket_base::linger(value >= 0, value >= 0 ? value : 0), ec);
+    // A positive linger time makes close() block until the data is sent,
+    // which would stall the whole loop: only 0 (close with a reset) and off
+    // (the kernel finishes sending in the background) are offered.
+    if (value > 0)
+      return LUAASIO_ENOTSUP;
+    c->sock.set_option(asio::socket_base::linger(value == 0, 0), ec);
     break;
   default:
     return LUAASIO_EINVAL;

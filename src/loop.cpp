@@ -20,13 +20,28 @@ loop::~loop() {
   table.clear();
 }
 
+namespace {
+// A handle is (index + 1) | generation << index_bits, always > 0.
+constexpr unsigned index_bits = 20;
+constexpr uint32_t index_mask = (1u << index_bits) - 1;
+constexpr uint32_t generation_mask = (1u << (31 - index_bits)) - 1;
+
+bool split(int32_t handle, uint32_t &index, uint32_t &gen) {
+  if (handle <= 0 || (uint32_t(handle) & index_mask) == 0)
+    return false;
+  index = (uint32_t(handle) & index_mask) - 1;
+  gen = uint32_t(handle) >> index_bits;
+  return true;
+}
+} // namespace
+
 int32_t loop::add(std::shared_ptr<object> obj) {
   uint32_t index;
   if (!free_indexes.empty()) {
     index = free_indexes.back();
     free_indexes.pop_back();
   } else {
-    if (table.size() >= (1u << 24) - 1)
+    if (table.size() >= index_mask)
       return LUAASIO_EMFILE;
     table.emplace_back();
     index = static_cast<uint32_t>(table.size() - 1);
@@ -35,31 +50,25 @@ int32_t loop::add(std::shared_ptr<object> obj) {
   e.obj = std::move(obj);
   ++live;
   // Index 0 is never used, so a handle is always > 0.
-  return static_cast<int32_t>((index + 1) | (uint32_t(e.generation & 0x7f) << 24));
+  return static_cast<int32_t>((index + 1) | ((e.generation & generation_mask) << index_bits));
 }
 
 object *loop::find(int32_t handle, object::kind_t kind) const noexcept {
-  if (handle <= 0)
-    return nullptr;
-  uint32_t index = (uint32_t(handle) & 0xffffff) - 1;
-  uint8_t gen = uint8_t(uint32_t(handle) >> 24);
-  if (index >= table.size())
+  uint32_t index, gen;
+  if (!split(handle, index, gen) || index >= table.size())
     return nullptr;
   const entry &e = table[index];
-  if (!e.obj || (e.generation & 0x7f) != gen || e.obj->kind != kind)
+  if (!e.obj || (e.generation & generation_mask) != gen || e.obj->kind != kind)
     return nullptr;
   return e.obj.get();
 }
 
 std::shared_ptr<object> loop::release(int32_t handle) noexcept {
-  if (handle <= 0)
-    return nullptr;
-  uint32_t index = (uint32_t(handle) & 0xffffff) - 1;
-  uint8_t gen = uint8_t(uint32_t(handle) >> 24);
-  if (index >= table.size())
+  uint32_t index, gen;
+  if (!split(handle, index, gen) || index >= table.size())
     return nullptr;
   entry &e = table[index];
-  if (!e.obj || (e.generation & 0x7f) != gen)
+  if (!e.obj || (e.generation & generation_mask) != gen)
     return nullptr;
   std::shared_ptr<object> obj = std::move(e.obj);
   e.generation++;

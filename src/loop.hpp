@@ -62,6 +62,10 @@ struct conn final : object, std::enable_shared_from_this<conn> {
   stream::socket sock;
   int32_t wait_slot[2] = {-1, -1};
   bool waiting[2] = {false, false};
+  // Until the connect completes the socket is still blocking, and a read
+  // could also consume the error the connect is to report: reads and writes
+  // answer "would block" meanwhile.
+  bool connecting = false;
   int32_t connect_slot = -1;
 };
 
@@ -96,8 +100,9 @@ struct loop {
   loop();
   ~loop();
 
-  // Handles are index | generation << 24, so a stale handle of a reused
-  // index is recognised and rejected.
+  // Handles are index | generation << 20 (1M live objects, 2048
+  // generations), so a stale handle of a reused index is recognised and
+  // rejected until the index has been reused 2048 times.
   int32_t add(std::shared_ptr<object> obj);
   object *find(int32_t handle, object::kind_t kind) const noexcept;
   std::shared_ptr<object> release(int32_t handle) noexcept;
@@ -128,7 +133,7 @@ struct loop {
 
   struct entry {
     std::shared_ptr<object> obj;
-    uint8_t generation = 0;
+    uint32_t generation = 0;
   };
   std::vector<entry> table;
   std::vector<uint32_t> free_indexes;
