@@ -136,6 +136,10 @@ int luaasio_conn_write(luaasio_loop *loop, int32_t conn, const char *data,
  * LUAASIO_WAIT_READ) or written (LUAASIO_WAIT_WRITE). At most one wait per
  * direction is in flight; arming again re-targets it. */
 int luaasio_conn_wait(luaasio_loop *loop, int32_t conn, int dir, int32_t slot);
+/* 1 if a read wait is cheapest when armed right after a read returned
+ * LUAASIO_EAGAIN (epoll: it then costs no system call); 0 if arming it at
+ * once costs no more than that read. Either way the wait is correct. */
+int luaasio_read_first(void);
 /* Detaches the slot from a wait in flight: it will report nothing. */
 int luaasio_conn_unwait(luaasio_loop *loop, int32_t conn, int dir);
 int luaasio_conn_shutdown(luaasio_loop *loop, int32_t conn, int how);

@@ -542,13 +542,16 @@ local function read_fail(c, code, parts)
   return nil, strerror(code), partial
 end
 
--- One non-blocking read of up to `want` bytes into the shared buffer. A
--- short read means the socket is most likely empty now, so the next read
--- goes straight to waiting (re-arming the wait re-checks readiness, so no
--- data is missed) instead of spending a system call on "would block".
+-- One non-blocking read of up to `want` bytes into the shared buffer. Where
+-- arming a wait costs a system call anyway, a short read means the socket
+-- is most likely empty now, so the next read goes straight to waiting
+-- instead of spending another one on "would block". On epoll a wait armed
+-- right after "would block" is free, so there every wait follows a read.
+local SKIP_AFTER_SHORT_READ = C.luaasio_read_first() == 0
+
 local function recv(c, want)
   local r = C.luaasio_conn_read(loop, c.h, rbuf, want)
-  c.drained = (r > 0 and r < want) and 1 or 0
+  c.drained = (SKIP_AFTER_SHORT_READ and r > 0 and r < want) and 1 or 0
   return r
 end
 

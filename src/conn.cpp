@@ -18,17 +18,55 @@ void conn::shutdown_all() noexcept {
   sock.close(ec);
 }
 
+void conn::on_wait(int dir) {
+  waiting[dir] = false;
+  int32_t slot = wait_slot[dir];
+  if (!open || slot < 0)
+    return;
+  wait_slot[dir] = -1;
+  // Any error shows up again in the read or write that follows.
+  owner.push(slot, LUAASIO_OK, this, dir);
+}
+
+#if LUAASIO_DIRECT_READ_WAIT
+read_wait_op::read_wait_op() : reactor_op(error_code(), &perform, &complete) {}
+
+asio::detail::reactor_op::status read_wait_op::perform(asio::detail::reactor_op *base) {
+  auto *op = static_cast<read_wait_op *>(base);
+  if (!op->armed) {
+    op->armed = true;
+    return not_done;
+  }
+  return done;
+}
+
+void read_wait_op::complete(void *owner, asio::detail::operation *base, const error_code &,
+                            std::size_t) {
+  auto *op = static_cast<read_wait_op *>(base);
+  // The operation lives inside the connection: take the reference first,
+  // and touch nothing of `op` once the connection may be gone.
+  std::shared_ptr<conn> c = std::move(op->holder);
+  if (owner && c)
+    c->on_wait(LUAASIO_WAIT_READ);
+}
+#endif
+
 void conn::start_wait(int dir) {
-  auto type = dir == LUAASIO_WAIT_READ ? stream::socket::wait_read : stream::socket::wait_write;
   waiting[dir] = true;
+#if LUAASIO_DIRECT_READ_WAIT
+  if (dir == LUAASIO_WAIT_READ && eagain_at == owner.runs) {
+    read_wait.holder = shared_from_this();
+    read_wait.armed = false;
+    read_wait.ec_ = error_code();
+    auto &reactor = asio::use_service<asio::detail::reactor>(owner.ctx);
+    reactor.start_op(asio::detail::reactor::read_op, sock.native_handle(), sock.reactor_data(),
+                     &read_wait, false, true);
+    return;
+  }
+#endif
+  auto type = dir == LUAASIO_WAIT_READ ? stream::socket::wait_read : stream::socket::wait_write;
   sock.async_wait(type, [self = shared_from_this(), dir](const error_code &) {
-    self->waiting[dir] = false;
-    int32_t slot = self->wait_slot[dir];
-    if (!self->open || slot < 0)
-      return;
-    self->wait_slot[dir] = -1;
-    // Any error shows up again in the read or write that follows.
-    self->owner.push(slot, LUAASIO_OK, self.get(), dir);
+    self->on_wait(dir);
   });
 }
 
@@ -108,9 +146,9 @@ LUAASIO_EXPORT int luaasio_conn_read(luaasio_loop *l, int32_t h, char *buf, int 
     return LUAASIO_EAGAIN;
   error_code ec;
   size_t n = c->sock.read_some(asio::buffer(buf, size_t(cap)), ec);
-  if (ec)
-    return map_error(ec);
-  return static_cast<int>(n);
+  int rc = ec ? map_error(ec) : static_cast<int>(n);
+  c->eagain_at = rc == LUAASIO_EAGAIN ? l->runs : 0;
+  return rc;
 }
 
 LUAASIO_EXPORT int luaasio_conn_write(luaasio_loop *l, int32_t h, const char *data,
@@ -144,6 +182,8 @@ LUAASIO_EXPORT int luaasio_conn_wait(luaasio_loop *l, int32_t h, int dir, int32_
   return LUAASIO_OK;
   LUAASIO_CATCH
 }
+
+LUAASIO_EXPORT int luaasio_read_first(void) { return LUAASIO_DIRECT_READ_WAIT; }
 
 LUAASIO_EXPORT int luaasio_conn_unwait(luaasio_loop *l, int32_t h, int dir) {
   if (!l || (dir != LUAASIO_WAIT_READ && dir != LUAASIO_WAIT_WRITE))

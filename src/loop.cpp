@@ -137,6 +137,8 @@ LUAASIO_EXPORT int luaasio_poll(luaasio_loop *l, luaasio_event *out, int max,
       l->events_head = 0;
       if (l->ctx.stopped())
         l->ctx.restart();
+      if (++l->runs == 0)
+        l->runs = 1;
       if (timeout < 0) {
         while (l->events.empty() && l->ctx.run_one() > 0) {
         }

@@ -39,6 +39,51 @@ int map_error(const error_code &ec) noexcept;
 
 struct loop;
 
+// Waiting for a socket to become readable: Boost.Asio's async_wait always
+// re-registers the descriptor with epoll (an epoll_ctl per wait), while its
+// own read operations are queued on the edge-triggered registration for
+// free. On epoll, with the reactor interface of Boost 1.74 to 1.81, a read
+// wait is therefore queued as a reactor operation of our own.
+#if defined(BOOST_ASIO_HAS_EPOLL) && !defined(BOOST_ASIO_HAS_IOCP) && \
+    !defined(BOOST_ASIO_DISABLE_EPOLL) && BOOST_VERSION >= 107400 && BOOST_VERSION < 108200
+#define LUAASIO_DIRECT_READ_WAIT 1
+#else
+#define LUAASIO_DIRECT_READ_WAIT 0
+#endif
+
+// A connection's socket, with access to its reactor registration.
+class conn_socket : public stream::socket {
+public:
+  using base = stream::socket;
+  using base::base;
+#if LUAASIO_DIRECT_READ_WAIT
+  asio::detail::reactor::per_descriptor_data &reactor_data() {
+    return impl_.get_implementation().reactor_data_;
+  }
+#endif
+};
+
+struct conn;
+
+#if LUAASIO_DIRECT_READ_WAIT
+// Completes at the first readiness event after it was queued, so it is only
+// used right after a read returned EAGAIN with no poll since (no readiness
+// event can have been consumed in between); otherwise async_wait is used.
+// The reactor
+// calls perform() once at once when queueing (a speculative attempt, which
+// it always makes for these sockets: nothing on them ever reports a read
+// as exhausted) and again on every readiness event. The caller has just
+// seen EAGAIN, so the first call only lets the operation be queued.
+struct read_wait_op : asio::detail::reactor_op {
+  read_wait_op();
+  static status perform(asio::detail::reactor_op *base);
+  static void complete(void *owner, asio::detail::operation *base, const error_code &,
+                       std::size_t);
+  std::shared_ptr<conn> holder; // keeps the connection alive while queued
+  bool armed = false;
+};
+#endif
+
 struct object {
   enum kind_t : uint8_t { conn_kind, server_kind, resolve_kind };
 
@@ -58,8 +103,13 @@ struct conn final : object, std::enable_shared_from_this<conn> {
   void shutdown_all() noexcept override;
   void start_wait(int dir);
 
+  void on_wait(int dir);
+
   loop &owner;
-  stream::socket sock;
+  conn_socket sock;
+#if LUAASIO_DIRECT_READ_WAIT
+  read_wait_op read_wait;
+#endif
   int32_t wait_slot[2] = {-1, -1};
   bool waiting[2] = {false, false};
   // Until the connect completes the socket is still blocking, and a read
@@ -67,6 +117,8 @@ struct conn final : object, std::enable_shared_from_this<conn> {
   // answer "would block" meanwhile.
   bool connecting = false;
   int32_t connect_slot = -1;
+  // loop::runs when the last read returned EAGAIN (0: it did not)
+  uint32_t eagain_at = 0;
 };
 
 struct server final : object, std::enable_shared_from_this<server> {
@@ -130,6 +182,7 @@ struct loop {
   };
   std::vector<queued> events;
   size_t events_head = 0;
+  uint32_t runs = 1; // counts the times luaasio_poll ran the io_context
 
   struct entry {
     std::shared_ptr<object> obj;
