@@ -171,7 +171,8 @@ local function raw_listener(backlog)
                           'int getsockname(int, void *, unsigned int *);' }) do
     pcall(ffi.cdef, decl)    -- another suite may have declared it already
   end
-  local fd = ffi.C.socket(2, 1, 0)              -- AF_INET, SOCK_STREAM
+  -- AF_INET, SOCK_STREAM (which MIPS numbers 2)
+  local fd = ffi.C.socket(2, jit.arch:match('^mips') and 2 or 1, 0)
   if fd < 0 then T.skip('socket() failed') end
   local sa = ffi.new('uint8_t[16]')              -- struct sockaddr_in
   ffi.cast('uint16_t *', sa)[0] = 2              -- sin_family, host order
@@ -386,7 +387,9 @@ test('timeout: connect {timeout=} gives up on a listener that never accepts', fu
     close_all(conns); l:close()
     -- (at most as many: the count before may include a socket of an earlier
     -- test that the collector had not reached yet)
-    if fd0 then
+    -- (not under valgrind or the sanitizers, which check for leaks
+    -- themselves and slow the collector's pace against the count)
+    if fd0 and not T.instrumented then
       local fd1 = T.fd_count()
       truthy(fd1 <= fd0, ('open descriptors after the timed-out connects: %d, before %d'):format(fd1, fd0))
     end

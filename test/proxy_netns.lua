@@ -307,6 +307,8 @@ local function scenario(env, fam, any)
 end
 
 local function run(fam, any)
+  if T.windows then return T.skip('Linux only: network namespaces and iptables') end
+  if T.qemu then return T.skip('qemu-user does not translate getsockopt(SO_ORIGINAL_DST)') end
   local probe, ok = capture('sh ' .. q(NETNS_SH) .. ' probe')
   if not ok then return T.skip('network namespaces unusable: ' .. probe:gsub('%s+$', '')) end
   if (fam == 6 or any) and not read_file('/proc/sys/net/ipv6/conf/all/forwarding') then

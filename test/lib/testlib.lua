@@ -12,6 +12,17 @@ T.sanitized = os.getenv('LUAASIO_PRELOAD') ~= nil
 -- Under sanitizers or valgrind, freed memory is held back, so RSS bounds
 -- mean nothing there.
 T.instrumented = T.sanitized or os.getenv('LUAASIO_INSTRUMENTED') ~= nil
+-- Under qemu-user (test/cross.sh) and on Windows (wine, .ci/portability.sh)
+-- some facilities are missing; tests that need them say
+-- `if T.qemu then T.skip(reason) end` or the same with T.windows.
+T.qemu = os.getenv('LUAASIO_QEMU') ~= nil
+T.windows = package.config:sub(1, 1) == '\\'
+-- Wine's ntdll exports wine_get_version; wine differs from Windows in places.
+T.wine = T.windows and pcall(function()
+  local ffi = require 'ffi'
+  ffi.cdef('const char *wine_get_version(void);')
+  return ffi.load('ntdll').wine_get_version
+end)
 if T.sanitized then
   local ffi = require 'ffi'
   pcall(ffi.cdef, 'int unsetenv(const char *name); int setenv(const char *n, const char *v, int o);')
@@ -93,6 +104,7 @@ function T.raises(pattern, fn, ...)
 end
 
 function T.pid()
+  if T.windows then return nil end -- a /proc path would reach wine's host
   local f = io.open('/proc/self/stat')
   if not f then return nil end
   local pid = f:read('*l'):match('^(%d+)')
@@ -112,6 +124,7 @@ function T.fd_count()
 end
 
 function T.rss_kb()
+  if T.windows then return nil end
   local f = io.open('/proc/self/status')
   if not f then return nil end
   local s = f:read('*a')
