@@ -71,14 +71,15 @@ void conn::start_wait(int dir) {
 }
 
 // Sockets handed to Lua are non-blocking, so reads and writes return
-// would_block instead of parking the thread; TCP ones send small writes at
-// once (no Nagle delay). The family comes from the endpoint the caller
-// already has: asking the socket would cost a system call per connection.
-void prepare_socket(stream::socket &sock, int family) {
+// would_block instead of parking the thread. TCP ones send small writes at
+// once (no Nagle delay): TCP_NODELAY is set before the second write, since
+// Nagle cannot hold back a connection's first one, and many short
+// connections never write twice. The family comes from the endpoint the
+// caller already has: asking the socket would cost a system call.
+void prepare_socket(conn &c, int family) {
   error_code ec;
-  sock.non_blocking(true, ec);
-  if (family == AF_INET || family == AF_INET6)
-    sock.set_option(asio::ip::tcp::no_delay(true), ec);
+  c.sock.non_blocking(true, ec);
+  c.nodelay_pending = family == AF_INET || family == AF_INET6;
 }
 
 static int32_t start_connect(loop *l, int32_t slot, const stream::endpoint &ep) {
@@ -94,7 +95,7 @@ static int32_t start_connect(loop *l, int32_t slot, const stream::endpoint &ep) 
     if (!c->open)
       return;
     if (!ec)
-      prepare_socket(c->sock, family);
+      prepare_socket(*c, family);
     c->owner.push(c->connect_slot, map_error(ec), c.get());
   });
   return h;
@@ -163,7 +164,12 @@ LUAASIO_EXPORT int luaasio_conn_write(luaasio_loop *l, int32_t h, const char *da
   if (c->connecting)
     return LUAASIO_EAGAIN;
   error_code ec;
+  if (c->nodelay_pending && c->wrote) {
+    c->nodelay_pending = false;
+    c->sock.set_option(asio::ip::tcp::no_delay(true), ec);
+  }
   size_t n = c->sock.write_some(asio::buffer(data + offset, size_t(len)), ec);
+  c->wrote = c->wrote || n > 0;
   if (ec)
     return map_error(ec);
   return n ? static_cast<int>(n) : LUAASIO_EAGAIN;
@@ -225,6 +231,7 @@ LUAASIO_EXPORT int luaasio_conn_setoption(luaasio_loop *l, int32_t h, int option
   error_code ec;
   switch (option) {
   case LUAASIO_OPT_NODELAY:
+    c->nodelay_pending = false;
     c->sock.set_option(asio::ip::tcp::no_delay(value != 0), ec);
     break;
   case LUAASIO_OPT_KEEPALIVE:

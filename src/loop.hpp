@@ -119,6 +119,8 @@ struct conn final : object, std::enable_shared_from_this<conn> {
   int32_t connect_slot = -1;
   // loop::runs when the last read returned EAGAIN (0: it did not)
   uint32_t eagain_at = 0;
+  bool nodelay_pending = false; // TCP_NODELAY still to be set (see prepare_socket)
+  bool wrote = false;
 };
 
 struct server final : object, std::enable_shared_from_this<server> {

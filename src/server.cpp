@@ -58,7 +58,7 @@ void server::accept_next() {
       }
       return;
     }
-    prepare_socket(self->pending->sock, self->family);
+    prepare_socket(*self->pending, self->family);
     int32_t h = self->owner.add(std::move(self->pending));
     if (h > 0)
       self->owner.push(self->slot, h, self.get());

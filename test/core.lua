@@ -244,6 +244,32 @@ test('full duplex: one thread reads while another writes', function()
   end)
 end)
 
+test('small writes in a row are not held back (TCP_NODELAY by default)', function()
+  go(function()
+    local srv, port = T.server(function(c)
+      while true do
+        local d = c:read(2)
+        if not d then break end
+        c:write(d)
+      end
+      c:close()
+    end)
+    local c = assert(asio.connect('127.0.0.1', port))
+    -- With Nagle's algorithm the second one-byte write would wait for the
+    -- peer's (delayed) ACK of the first: about 40 ms a round.
+    local t0 = asio.now()
+    for _ = 1, 30 do
+      c:write('a')
+      c:write('b')
+      eq(c:read(2), 'ab', 'echo')
+    end
+    local took = asio.now() - t0
+    assert(took < (T.instrumented and 3 or 0.6), ('30 rounds took %.3f s'):format(took))
+    c:close()
+    srv:close()
+  end)
+end)
+
 test('second concurrent reader or writer gets busy', function()
   go(function()
     local release = asio.cond()
