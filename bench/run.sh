@@ -183,7 +183,7 @@ run_idle() {
   if [[ $impl == native ]]; then
     start_server "$CPU_SERVER" "idle-$impl" "$port" "$OUT/native_server" echo --port "$port" || return 1
   else
-    start_server "$CPU_SERVER" "idle-$impl" "$port" "$LUAJIT" bench/lua/idle_server.lua "$port" || return 1
+    start_server "$CPU_SERVER" "idle-$impl" "$port" "$LUAJIT" bench/lua/echo_server.lua "$port" || return 1
   fi
   if result=$(run_loadgen "$CPU_CLIENT" 120 idle --conns "$IDLE_CONNS" --settle "$IDLE_SETTLE" \
     --port "$port" --pid "$SERVER_PID"); then
