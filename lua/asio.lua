@@ -74,7 +74,7 @@ if C.luaasio_event_size() ~= ffi.sizeof('luaasio_event') then
   error('asio: luaasio_event size differs between the library and asio.lua', 2)
 end
 
-local EAGAIN, EOF, ECLOSED = C.LUAASIO_EAGAIN, C.LUAASIO_EOF, C.LUAASIO_ECLOSED
+local EAGAIN, ECLOSED = C.LUAASIO_EAGAIN, C.LUAASIO_ECLOSED
 local ETIMEDOUT = C.LUAASIO_ETIMEDOUT
 local WAIT_READ, WAIT_WRITE = C.LUAASIO_WAIT_READ, C.LUAASIO_WAIT_WRITE
 
@@ -617,7 +617,7 @@ function Conn:read_some()
   if h == 0 then return nil, 'closed' end
   if self.reader ~= 0 then return nil, 'busy' end
   if self.pend ~= 0 then return take_pend(self) end
-  local r = EAGAIN
+  local r
   if self.drained == 0 then
     r = recv(self, BUFSIZE)
     if r > 0 then return ffi_string(rbuf, r) end

@@ -275,7 +275,7 @@ test('out of descriptors: no busy loop, existing clients served, recovers', func
       local port = child:port()
       local conns = {}
       local errs = {}
-      for i = 1, 100 do
+      for _ = 1, 100 do
         local c, cerr = asio.connect('127.0.0.1', port, { timeout = 2 })
         if c then conns[#conns + 1] = c else errs[cerr] = (errs[cerr] or 0) + 1 end
       end
@@ -447,7 +447,7 @@ end)
 test('a peer that half-closes still gets its answer', function()
   go(function()
     local srv, port = T.server(function(c)
-      local all, parts = '', 0
+      local all = ''
       while true do
         local d, err = c:read_some()
         all = all .. (d or '')
