@@ -96,7 +96,13 @@ static int32_t start_connect(loop *l, int32_t slot, const stream::endpoint &ep) 
       return;
     if (!ec)
       prepare_socket(*c, family);
-    c->owner.push(c->connect_slot, map_error(ec), c.get());
+    int code = map_error(ec);
+    // Boost reports Linux's EAGAIN from connect() as ENOBUFS. For TCP it
+    // means no local port is free; for a Unix socket, a full listen queue.
+    if (ec == asio::error::no_buffer_space)
+      code = family == AF_INET || family == AF_INET6 ? LUAASIO_EADDRNOTAVAIL
+                                                     : LUAASIO_ECONNREFUSED;
+    c->owner.push(c->connect_slot, code, c.get());
   });
   return h;
 }

@@ -1092,6 +1092,37 @@ test("unix: a path that already exists → nil, 'address in use'", function()
   end)
 end)
 
+test("unix: a listener whose queue is full → nil, 'connection refused'", function()
+  if ffi.os ~= 'Linux' then T.skip('the raw Unix listener is written for Linux') end
+  for _, decl in ipairs({ 'int socket(int, int, int);', 'int listen(int, int);',
+                          'int close(int);', 'int bind(int, const void *, unsigned int);' }) do
+    pcall(ffi.cdef, decl)
+  end
+  with_sock_path('full', function(path)
+    -- A listener with backlog 0 that never accepts: the first connection
+    -- waits in its queue, and Linux answers the next one with EAGAIN.
+    local fd = ffi.C.socket(1, jit.arch:match('^mips') and 2 or 1, 0)  -- AF_UNIX, SOCK_STREAM
+    local sa = ffi.new('uint8_t[110]')                                   -- struct sockaddr_un
+    ffi.cast('uint16_t *', sa)[0] = 1
+    ffi.copy(sa + 2, path)
+    if fd < 0 or ffi.C.bind(fd, sa, 110) ~= 0 or ffi.C.listen(fd, 0) ~= 0 then
+      if fd >= 0 then ffi.C.close(fd) end
+      T.skip('cannot make a raw Unix listener')
+    end
+    local ok, err = pcall(go, function(own)
+      local first = own(asio.connect('unix:' .. path, { timeout = 2 }))
+      truthy(first, 'the first connection is queued')
+      local c, cerr = asio.connect('unix:' .. path, { timeout = 2 })
+      own(c)
+      eq(c, nil, 'second connection')
+      eq(cerr, 'connection refused', 'second connection error')
+      first:close()
+    end)
+    ffi.C.close(fd)
+    assert(ok, err)
+  end)
+end)
+
 test('unix: a path in a missing directory → nil, err', function()
   if T.windows then T.skip('no Unix domain sockets on Windows (Boost.Asio 1.74)') end
   go(function(own)
