@@ -264,28 +264,25 @@ local function next_token(s)
   return s + seq * SLOT_SEQ
 end
 
--- Raises before any state changes if the running coroutine is not the light
--- thread `s` (a plain coroutine inside a light thread), so a misused call
--- leaves the connection as it was.
+-- Raises if the running coroutine is not the light thread `s` (a plain
+-- coroutine inside a light thread). Every blocking call checks this before it
+-- changes any state, so a misused call leaves the connection as it was.
 local function must_park(s)
   if co_running() ~= th_co[s] then
     error('asio: blocking call from a coroutine that is not a light thread', 3)
   end
 end
 
--- Records that `s` waits for `token` (and the deadline); the caller yields
--- next. Separate from park() so that the hottest waits can yield from the
--- API function itself: a parked coroutine whose frames use more than about
--- twenty stack slots has its stack doubled, which would double the memory
--- of an idle connection.
 -- What a parked light thread yields: resume() can then tell "parked" from
 -- "finished" without asking coroutine.status.
 local PARKED = {}
 
+-- Records that `s` waits for `token` (and the deadline); the caller has run
+-- must_park(s) and yields next. Separate from park() so that the hottest
+-- waits can yield from the API function itself: a parked coroutine whose
+-- frames use more than about twenty stack slots has its stack doubled,
+-- which would double the memory of an idle connection.
 local function arm(s, token, deadline, io)
-  if co_running() ~= th_co[s] then
-    error('asio: blocking call from a coroutine that is not a light thread', 4)
-  end
   th_tok[s] = token
   if io then th_io[s] = true; nio = nio + 1 end
   if deadline then heap_push(s, deadline) end
@@ -371,6 +368,7 @@ local function sleep(sec)
   local s = current
   if type(sec) ~= 'number' or sec ~= sec then argerr(1, 'sleep', 'number', sec) end
   if not s then outside('sleep') end
+  must_park(s)
   if sec < 0 then sec = 0 end
   park(s, next_token(s), C.luaasio_now() + sec, false)
 end
@@ -859,16 +857,24 @@ local function split_list(s)
   return list
 end
 
-local function resolve_in(s, host, family, deadline)
-  must_park(s)
-  local token = next_token(s)
-  local h = C.luaasio_resolve(loop, token, host, family)
-  if h < 0 then return nil, strerror(h) end
+-- Parks `s` until the operation that created handle `h` (started with
+-- `token`; a negative `h` is the error of starting it) reports. On failure
+-- the handle is closed. Returns `h`, or nil and the error code.
+local function await(s, token, h, deadline)
+  if h < 0 then return nil, h end
   local r = park(s, token, deadline, true)
   if r < 0 then
     C.luaasio_close(loop, h)
-    return nil, strerror(r)
+    return nil, r
   end
+  return h
+end
+
+local function resolve_in(s, host, family, deadline)
+  must_park(s)
+  local token = next_token(s)
+  local h, err = await(s, token, C.luaasio_resolve(loop, token, host, family), deadline)
+  if not h then return nil, strerror(err) end
   local n = C.luaasio_resolve_results(loop, h, rbuf, BUFSIZE)
   C.luaasio_close(loop, h)
   if n < 0 then return nil, strerror(n) end
@@ -893,16 +899,12 @@ local function resolve(host, opts)
   return resolve_in(t, host, family, deadline_of(timeout))
 end
 
+-- connect_ip and connect_unix return a connection, or nil and an error code.
 local function connect_ip(s, ip, port, deadline)
   must_park(s)
   local token = next_token(s)
-  local h = C.luaasio_connect(loop, token, ip, port)
-  if h < 0 then return nil, h end
-  local r = park(s, token, deadline, true)
-  if r ~= 0 then
-    C.luaasio_close(loop, h)
-    return nil, r
-  end
+  local h, err = await(s, token, C.luaasio_connect(loop, token, ip, port), deadline)
+  if not h then return nil, err end
   return new_conn(h)
 end
 
@@ -920,13 +922,8 @@ end
 local function connect_unix(s, path, deadline)
   must_park(s)
   local token = next_token(s)
-  local h = C.luaasio_connect_unix(loop, token, path)
-  if h < 0 then return nil, strerror(h) end
-  local r = park(s, token, deadline, true)
-  if r ~= 0 then
-    C.luaasio_close(loop, h)
-    return nil, strerror(r)
-  end
+  local h, err = await(s, token, C.luaasio_connect_unix(loop, token, path), deadline)
+  if not h then return nil, err end
   return new_conn(h)
 end
 
@@ -965,7 +962,6 @@ local function connect(host, port, opts)
       local fam = C.luaasio_sockaddr_parse(host, #host, abuf, ADDRSIZE, iport)
       if fam < 0 then return nil, strerror(fam) end
       c, err = connect_ip(t, ffi_string(abuf), iport[0], deadline)
-      if not c then err = strerror(err) end
     end
   else
     c, err = connect_ip(t, host, port, deadline)
@@ -981,11 +977,10 @@ local function connect(host, port, opts)
         end
       end
       return connect_list(t, ordered, port, deadline)
-    elseif not c then
-      err = strerror(err)
     end
   end
-  return c, err
+  if not c then return nil, strerror(err) end
+  return c
 end
 
 local function addr_to_string(sa)

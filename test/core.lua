@@ -601,6 +601,20 @@ test('bad arguments raise errors naming the function and argument', function()
   end)
 end)
 
+test('sleep and connect from a plain coroutine inside a light thread raise', function()
+  go(function()
+    for _, call in ipairs({
+      function() asio.sleep(0.01) end,
+      function() asio.connect('127.0.0.1', 1) end,
+    }) do
+      local ok, err = coroutine.resume(coroutine.create(call))
+      eq(ok, false, 'resume result')
+      assert(tostring(err):find('not a light thread', 1, true), tostring(err))
+    end
+    asio.sleep(0.001)  -- the light thread itself still parks normally
+  end)
+end)
+
 test('run() from inside a light thread is refused', function()
   go(function()
     raises("'run' must not be called from a light thread", asio.run)
