@@ -22,8 +22,7 @@ local log = relay.logger('proxy_client')
 local hostport, xor79 = relay.hostport, relay.xor79
 
 local function handle(conn)
-  local cip, cport = conn:remote_address()
-  local label = cip and hostport(cip, cport) or '?'
+  local label = relay.label(conn)
   local sa, err = conn:get_original_dst()
   if not sa then
     log('%s: no original destination (%s), dropped', label, tostring(err))
@@ -47,12 +46,6 @@ local function handle(conn)
   relay.relay(conn, up, label, log)
 end
 
-local srv, err = asio.server(listen_ip, listen_port, function(conn)
-  asio.spawn_light_thread(handle, conn)
-end)
-if not srv then
-  log('cannot listen on %s: %s', hostport(listen_ip, listen_port), tostring(err))
-  os.exit(1)
-end
+local srv = relay.serve(listen_ip, listen_port, handle, log)
 log('listening on %s, remote %s', hostport(listen_ip, srv:port()), hostport(remote_host, remote_port))
 asio.run()

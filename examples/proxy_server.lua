@@ -24,8 +24,7 @@ local log = relay.logger('proxy_server')
 local hostport, xor79 = relay.hostport, relay.xor79
 
 local function handle(conn)
-  local cip, cport = conn:remote_address()
-  local label = cip and hostport(cip, cport) or '?'
+  local label = relay.label(conn)
   -- Bounded wait for the header only; a relayed connection may idle for ever.
   conn:settimeout(30)
   local head, err = conn:read(128)
@@ -53,12 +52,6 @@ local function handle(conn)
   relay.relay(conn, up, label, log)
 end
 
-local srv, err = asio.server(listen_ip, listen_port, function(conn)
-  asio.spawn_light_thread(handle, conn)
-end)
-if not srv then
-  log('cannot listen on %s: %s', hostport(listen_ip, listen_port), tostring(err))
-  os.exit(1)
-end
+local srv = relay.serve(listen_ip, listen_port, handle, log)
 log('listening on %s', hostport(listen_ip, srv:port()))
 asio.run()

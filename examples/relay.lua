@@ -72,4 +72,23 @@ function M.relay(client, remote, label, log)
   run(client, remote, 'upload')
 end
 
+-- Listens on ip:port and runs handle(conn) in a light thread for each
+-- connection; exits with a message if it cannot listen.
+function M.serve(ip, port, handle, log)
+  local srv, err = asio.server(ip, port, function(conn)
+    asio.spawn_light_thread(handle, conn)
+  end)
+  if not srv then
+    log('cannot listen on %s: %s', M.hostport(ip, port), tostring(err))
+    os.exit(1)
+  end
+  return srv
+end
+
+-- The peer of `conn` as text, for log lines.
+function M.label(conn)
+  local ip, port = conn:remote_address()
+  return ip and M.hostport(ip, port) or '?'
+end
+
 return M
