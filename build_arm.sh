@@ -69,18 +69,8 @@ if ! have "$CXX"; then
   esac
   missing="$missing g++-$triplet"
 fi
-if [ -n "$missing" ]; then
-  if [ "$(id -u)" = 0 ] && have apt-get; then
-    echo "build_arm.sh: installing:$missing"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends $missing >/dev/null
-  else
-    echo "build_arm.sh: missing:$missing" >&2
-    echo "build_arm.sh: install with: sudo apt-get install$missing" >&2
-    exit 1
-  fi
-fi
+# shellcheck disable=SC2086 # one word per package
+[ -z "$missing" ] || tools/ensure-packages build_arm.sh $missing
 [ -f "$BOOST_INCLUDE/boost/asio.hpp" ] || {
   echo "build_arm.sh: no boost/asio.hpp in BOOST_INCLUDE=$BOOST_INCLUDE" >&2
   exit 1

@@ -32,18 +32,7 @@ say() { echo "fuzz.sh: $*"; }
 # --- toolchain --------------------------------------------------------------
 
 apt_install() {
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing: $*"
-    export DEBIAN_FRONTEND=noninteractive
-    if [ -z "${apt_updated:-}" ]; then
-      apt-get update -qq
-      apt_updated=1
-    fi
-    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-  else
-    say "missing: $* (install them with: sudo apt-get install $*)" >&2
-    exit 1
-  fi
+  tools/ensure-packages fuzz.sh "$@"
 }
 
 missing=""

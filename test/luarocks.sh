@@ -12,20 +12,7 @@ set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-missing=""
-for p in luarocks luajit libluajit-5.1-dev cmake g++ make libboost-dev; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-    missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "luarocks.sh: installing:$missing"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
-  else
-    echo "luarocks.sh: install first: sudo apt-get install$missing" >&2
-    exit 1
-  fi
-fi
+tools/ensure-packages luarocks.sh luarocks luajit libluajit-5.1-dev cmake g++ make libboost-dev
 
 luajit=$(command -v luajit)
 incdir=$(pkg-config --variable=includedir luajit 2>/dev/null || true)

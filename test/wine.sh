@@ -30,20 +30,8 @@ stage_done() {
 
 CROSS=x86_64-w64-mingw32-
 packages="g++-mingw-w64-x86-64-posix wine64 cmake make gcc libboost-dev dpkg-dev"
-missing=""
-for p in $packages; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-    missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "wine.sh: installing:$missing"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
-  else
-    echo "wine.sh: install first: sudo apt-get install$missing" >&2
-    exit 1
-  fi
-fi
+# shellcheck disable=SC2086 # one word per package
+tools/ensure-packages wine.sh $packages
 stage_done packages
 
 # 1. The DLL.
