@@ -19,6 +19,4 @@ bool same_address(const sockaddr *a, const sockaddr *b);
 // Decodes a sockaddr string from any supported platform layout.
 int parse_sockaddr(const unsigned char *data, int len, asio::ip::address &addr, int &port);
 
-void prepare_socket(conn &c, int family);
-
 } // namespace luaasio

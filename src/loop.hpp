@@ -123,6 +123,10 @@ struct conn final : object, std::enable_shared_from_this<conn> {
   bool wrote = false;
 };
 
+// Readies a connected or accepted socket of the given address family for
+// Lua (non-blocking, TCP_NODELAY before the second write).
+void prepare_socket(conn &c, int family);
+
 struct server final : object, std::enable_shared_from_this<server> {
   static constexpr kind_t static_kind = server_kind;
   explicit server(loop &l);
