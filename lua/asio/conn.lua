@@ -1,0 +1,415 @@
+-- Connections: reads, writes, options and addresses of a TCP or Unix
+-- stream socket. Every blocking call first tries the operation without
+-- waiting (one FFI call); only if the kernel has nothing for it does the
+-- light thread arm a readiness wait in C and park.
+
+local ffi = require 'ffi'
+local lib = require 'asio.lib'
+local S = require 'asio.state'
+local sched = require 'asio.sched'
+local check = require 'asio.check'
+
+local C, strerror = lib.C, lib.strerror
+local co_yield = coroutine.yield
+local ffi_string = ffi.string
+local sub, find, byte, concat = string.sub, string.find, string.byte, table.concat
+local type, tostring, error = type, tostring, error
+local argerr, outside, is_count, check_timeout =
+  check.argerr, check.outside, check.is_count, check.check_timeout
+local must_park, arm, park, next_token, wake_later =
+  sched.must_park, sched.arm, sched.park, sched.next_token, sched.wake_later
+local PARKED = sched.PARKED
+
+local EAGAIN, ECLOSED = C.LUAASIO_EAGAIN, C.LUAASIO_ECLOSED
+local ETIMEDOUT = C.LUAASIO_ETIMEDOUT
+local WAIT_READ, WAIT_WRITE = C.LUAASIO_WAIT_READ, C.LUAASIO_WAIT_WRITE
+local loop, rbuf, BUFSIZE = S.loop, S.rbuf, S.BUFSIZE
+local abuf, ADDRSIZE, iport, sabuf = S.abuf, S.ADDRSIZE, S.iport, S.sabuf
+
+-- A connection is a small cdata struct, not a table, for its memory cost.
+-- Bytes received but not yet returned (after a timeout, or past a line's
+-- delimiter) are the only Lua-valued state; they live in pend_of, keyed by
+-- the handle, and `pend` says whether there are any.
+if not pcall(ffi.typeof, 'struct luaasio_lua_conn') then
+  ffi.cdef [[
+struct luaasio_lua_conn {
+  int32_t h;        /* handle; 0 once closed */
+  int32_t reader;   /* slot of the light thread reading, 0 if none */
+  int32_t writer;   /* slot of the light thread writing, 0 if none */
+  uint8_t pend;     /* bytes are buffered in pend_of[h] */
+  uint8_t drained;  /* the last read came back short */
+  double rto, wto, cto; /* timeouts in seconds, < 0 for none */
+};
+]]
+end
+
+local Conn = {}
+local pend_of = {}
+local istype = ffi.istype
+
+local function conn_gc(c)
+  local h = c.h
+  if h ~= 0 and S.loop_alive then
+    c.h = 0
+    pend_of[h] = nil
+    C.luaasio_close(loop, h)
+  end
+end
+
+local conn_t = ffi.metatype('struct luaasio_lua_conn', {
+  __index = Conn,
+  __gc = conn_gc,
+  __tostring = function(c)
+    return c.h ~= 0 and ('asio connection #' .. c.h) or 'asio connection (closed)'
+  end,
+})
+
+local function new_conn(h)
+  return conn_t(h, 0, 0, 0, 0, -1, -1, -1)
+end
+
+local function check_conn(self, fname)
+  if not istype(conn_t, self) then
+    error(("calling '%s' on bad self (connection expected, got %s)"):format(fname, type(self)), 3)
+  end
+end
+
+local function take_pend(c)
+  local p = pend_of[c.h]
+  pend_of[c.h] = nil
+  c.pend = 0
+  return p
+end
+
+local function keep_pend(c, data)
+  pend_of[c.h] = data
+  c.pend = 1
+end
+
+-- Parks `s` until the connection is ready in direction `dir`, the deadline
+-- passes (ETIMEDOUT) or the connection is closed (ECLOSED).
+local function wait_io(c, s, dir, deadline)
+  local token = next_token(s)
+  local rc = C.luaasio_conn_wait(loop, c.h, dir, token)
+  if rc < 0 then return rc end
+  local r = park(s, token, deadline, true)
+  if r == ETIMEDOUT and c.h ~= 0 then C.luaasio_conn_unwait(loop, c.h, dir) end
+  return r
+end
+
+local function deadline_of(timeout)
+  return timeout >= 0 and C.luaasio_now() + timeout or nil
+end
+
+local function read_fail(c, code, parts)
+  local partial = parts and concat(parts) or ''
+  -- After a timeout the bytes stay buffered for the next read as well.
+  if code == ETIMEDOUT and partial ~= '' then keep_pend(c, partial) end
+  return nil, strerror(code), partial
+end
+
+-- One non-blocking read of up to `want` bytes into the shared buffer. Where
+-- arming a wait costs a system call anyway, a short read means the socket
+-- is most likely empty now, so the next read goes straight to waiting
+-- instead of spending another one on "would block". On epoll a wait armed
+-- right after "would block" is free, so there every wait follows a read.
+local SKIP_AFTER_SHORT_READ = C.luaasio_read_first() == 0
+
+local function recv(c, want)
+  local r = C.luaasio_conn_read(loop, c.h, rbuf, want)
+  c.drained = (SKIP_AFTER_SHORT_READ and r > 0 and r < want) and 1 or 0
+  return r
+end
+
+local function read_slow(c, s, n, parts, have)
+  local deadline = false
+  must_park(s)
+  c.reader = s
+  while have < n do
+    local want = n - have
+    if want > BUFSIZE then want = BUFSIZE end
+    local r = EAGAIN
+    if c.drained == 0 then r = recv(c, want) end
+    if r > 0 then
+      parts[#parts + 1] = ffi_string(rbuf, r)
+      have = have + r
+    elseif r == EAGAIN then
+      c.drained = 0
+      if deadline == false then deadline = deadline_of(c.rto) end
+      r = wait_io(c, s, WAIT_READ, deadline)
+      if r ~= 0 then c.reader = 0; return read_fail(c, r, parts) end
+    else
+      c.reader = 0
+      return read_fail(c, r, parts)
+    end
+    if c.h == 0 then c.reader = 0; return read_fail(c, ECLOSED, parts) end
+  end
+  c.reader = 0
+  return concat(parts)
+end
+
+function Conn:read(n)
+  local s = S.current
+  if not istype(conn_t, self) then check_conn(self, 'read') end
+  if not is_count(n) then argerr(1, 'read', 'non-negative integer', n) end
+  if not s then outside('read') end
+  local h = self.h
+  if h == 0 then return nil, 'closed', '' end
+  if self.reader ~= 0 then return nil, 'busy', '' end
+  if n == 0 then return '' end
+  if self.pend ~= 0 then
+    local pend = take_pend(self)
+    local pl = #pend
+    if pl >= n then
+      if pl > n then keep_pend(self, sub(pend, n + 1)) end
+      return pl == n and pend or sub(pend, 1, n)
+    end
+    return read_slow(self, s, n, { pend }, pl)
+  end
+  if self.drained ~= 0 then return read_slow(self, s, n, {}, 0) end
+  local want = n < BUFSIZE and n or BUFSIZE
+  local r = recv(self, want)
+  if r == n then return ffi_string(rbuf, r) end
+  if r > 0 then return read_slow(self, s, n, { ffi_string(rbuf, r) }, r) end
+  if r == EAGAIN then return read_slow(self, s, n, {}, 0) end
+  return nil, strerror(r), ''
+end
+
+function Conn:read_some()
+  local s = S.current
+  if not istype(conn_t, self) then check_conn(self, 'read_some') end
+  if not s then outside('read_some') end
+  local h = self.h
+  if h == 0 then return nil, 'closed' end
+  if self.reader ~= 0 then return nil, 'busy' end
+  if self.pend ~= 0 then return take_pend(self) end
+  local r
+  if self.drained == 0 then
+    r = recv(self, BUFSIZE)
+    if r > 0 then return ffi_string(rbuf, r) end
+    if r ~= EAGAIN then return '', strerror(r) end
+  end
+  must_park(s)
+  local deadline = deadline_of(self.rto)
+  self.reader = s
+  repeat
+    -- wait_io() written out, so that an idle reader parks two frames deep
+    local token = next_token(s)
+    r = C.luaasio_conn_wait(loop, self.h, WAIT_READ, token)
+    if r == 0 then
+      arm(s, token, deadline, true)
+      r = co_yield(PARKED)
+      if r == ETIMEDOUT and self.h ~= 0 then C.luaasio_conn_unwait(loop, self.h, WAIT_READ) end
+    end
+    if r == 0 then
+      if self.h == 0 then r = ECLOSED; break end
+      r = recv(self, BUFSIZE)
+    end
+  until r ~= EAGAIN
+  self.reader = 0
+  if r > 0 then return ffi_string(rbuf, r) end
+  return '', strerror(r)
+end
+
+-- `cr`: a '\r' just before the delimiter is not counted against `max`
+-- (read_line strips it).
+local function read_until(self, s, delim, max, inclusive, cr)
+  if self.h == 0 then return nil, 'closed', '' end
+  if self.reader ~= 0 then return nil, 'busy', '' end
+  local buf = self.pend ~= 0 and take_pend(self) or ''
+  local dl = #delim
+  local init = 1
+  local deadline = false
+  while true do
+    local i, j = find(buf, delim, init, true)
+    local len = i and i - 1
+    if cr and len and len > 0 and byte(buf, len) == 13 then len = len - 1 end
+    if i and (not max or len <= max) then
+      if j < #buf then keep_pend(self, sub(buf, j + 1)) end
+      self.reader = 0
+      return inclusive and sub(buf, 1, j) or sub(buf, 1, i - 1)
+    end
+    if max and (i or #buf >= max + dl + (cr and 1 or 0)) then
+      -- The line would exceed `max`: keep everything for later reads.
+      if buf ~= '' then keep_pend(self, buf) end
+      self.reader = 0
+      return nil, 'line too long', ''
+    end
+    init = #buf - dl + 2
+    if init < 1 then init = 1 end
+    local r = EAGAIN
+    if self.drained == 0 then r = recv(self, BUFSIZE) end
+    if r > 0 then
+      buf = buf .. ffi_string(rbuf, r)
+    elseif r == EAGAIN then
+      self.drained = 0
+      if deadline == false then deadline = deadline_of(self.rto) end
+      must_park(s)
+      self.reader = s
+      r = wait_io(self, s, WAIT_READ, deadline)
+      if r ~= 0 or self.h == 0 then
+        self.reader = 0
+        return read_fail(self, r ~= 0 and r or ECLOSED, { buf })
+      end
+    else
+      self.reader = 0
+      return read_fail(self, r, { buf })
+    end
+  end
+end
+
+function Conn:read_until(delim, max, opts)
+  local s = S.current
+  if not istype(conn_t, self) then check_conn(self, 'read_until') end
+  if type(delim) ~= 'string' or delim == '' then argerr(1, 'read_until', 'non-empty string', delim) end
+  if type(max) == 'table' and opts == nil then max, opts = nil, max end
+  if max ~= nil and not (is_count(max) and max > 0) then argerr(2, 'read_until', 'positive integer or nil', max) end
+  if opts ~= nil and type(opts) ~= 'table' then argerr(3, 'read_until', 'table or nil', opts) end
+  if not s then outside('read_until') end
+  return read_until(self, s, delim, max, opts and opts.inclusive, false)
+end
+
+function Conn:read_line(max)
+  local s = S.current
+  if not istype(conn_t, self) then check_conn(self, 'read_line') end
+  if max ~= nil and not (is_count(max) and max > 0) then argerr(1, 'read_line', 'positive integer or nil', max) end
+  if not s then outside('read_line') end
+  local line, err, partial = read_until(self, s, '\n', max, false, true)
+  if not line then return nil, err, partial end
+  if sub(line, -1) == '\r' then line = sub(line, 1, -2) end
+  return line
+end
+
+local function write_slow(c, s, data, off, len)
+  must_park(s)
+  local deadline = deadline_of(c.wto)
+  c.writer = s
+  while off < len do
+    local r = wait_io(c, s, WAIT_WRITE, deadline)
+    if r == 0 then
+      if c.h == 0 then r = ECLOSED else r = C.luaasio_conn_write(loop, c.h, data, off, len - off) end
+    end
+    if r > 0 then
+      off = off + r
+    elseif r ~= EAGAIN then
+      c.writer = 0
+      return nil, strerror(r), off
+    end
+  end
+  c.writer = 0
+  return true
+end
+
+function Conn:write(data)
+  local s = S.current
+  if not istype(conn_t, self) then check_conn(self, 'write') end
+  if type(data) ~= 'string' then
+    if type(data) ~= 'number' then argerr(1, 'write', 'string', data) end
+    data = tostring(data)
+  end
+  if not s then outside('write') end
+  local h = self.h
+  if h == 0 then return nil, 'closed', 0 end
+  if self.writer ~= 0 then return nil, 'busy', 0 end
+  local len = #data
+  if len == 0 then return true end
+  local r = C.luaasio_conn_write(loop, h, data, 0, len)
+  if r == len then return true end
+  if r == EAGAIN then r = 0 elseif r < 0 then return nil, strerror(r), 0 end
+  return write_slow(self, s, data, r, len)
+end
+
+function Conn:close()
+  check_conn(self, 'close')
+  local h = self.h
+  if h == 0 then return true end
+  self.h = 0
+  pend_of[h] = nil
+  self.pend = 0
+  C.luaasio_close(loop, h)
+  if self.reader ~= 0 then wake_later(self.reader, ECLOSED) end
+  if self.writer ~= 0 then wake_later(self.writer, ECLOSED) end
+  return true
+end
+
+function Conn:shutdown()
+  check_conn(self, 'shutdown')
+  if self.h == 0 then return nil, 'closed' end
+  local r = C.luaasio_conn_shutdown(loop, self.h, C.LUAASIO_SHUT_WR)
+  if r < 0 then return nil, strerror(r) end
+  return true
+end
+
+function Conn:settimeout(sec)
+  check_conn(self, 'settimeout')
+  sec = check_timeout(1, 'settimeout', sec) or -1
+  self.cto, self.rto, self.wto = sec, sec, sec
+  return true
+end
+
+function Conn:settimeouts(connect, read, write)
+  check_conn(self, 'settimeouts')
+  self.cto = check_timeout(1, 'settimeouts', connect) or -1
+  self.rto = check_timeout(2, 'settimeouts', read) or -1
+  self.wto = check_timeout(3, 'settimeouts', write) or -1
+  return true
+end
+
+local function address(c, which)
+  if c.h == 0 then return nil, 'closed' end
+  local r = C.luaasio_conn_address(loop, c.h, which, abuf, ADDRSIZE, iport)
+  if r < 0 then return nil, strerror(r) end
+  return ffi_string(abuf, r), iport[0]
+end
+
+function Conn:local_address()
+  check_conn(self, 'local_address')
+  return address(self, 0)
+end
+
+function Conn:remote_address()
+  check_conn(self, 'remote_address')
+  return address(self, 1)
+end
+
+local options = {
+  nodelay = { C.LUAASIO_OPT_NODELAY, 'boolean' },
+  keepalive = { C.LUAASIO_OPT_KEEPALIVE, 'boolean' },
+  sndbuf = { C.LUAASIO_OPT_SNDBUF, 'size' },
+  rcvbuf = { C.LUAASIO_OPT_RCVBUF, 'size' },
+  linger = { C.LUAASIO_OPT_LINGER, 'linger' },
+}
+
+function Conn:setoption(name, value)
+  check_conn(self, 'setoption')
+  if type(name) ~= 'string' then argerr(1, 'setoption', 'string', name) end
+  local o = options[name]
+  if not o then error(("bad argument #1 to 'setoption' (unknown option '%s')"):format(name), 2) end
+  local v
+  if o[2] == 'boolean' then
+    if type(value) ~= 'boolean' then argerr(2, 'setoption', 'boolean', value) end
+    v = value and 1 or 0
+  elseif o[2] == 'size' then
+    if not (is_count(value) and value > 0 and value < 2 ^ 31) then argerr(2, 'setoption', 'positive integer', value) end
+    v = value
+  else
+    if value == false or value == nil then v = -1
+    elseif is_count(value) and value < 2 ^ 31 then v = value
+    else argerr(2, 'setoption', 'non-negative integer or false', value) end
+  end
+  if self.h == 0 then return nil, 'closed' end
+  local r = C.luaasio_conn_setoption(loop, self.h, o[1], v)
+  if r < 0 then return nil, strerror(r) end
+  return true
+end
+
+function Conn:get_original_dst()
+  check_conn(self, 'get_original_dst')
+  if self.h == 0 then return nil, 'closed' end
+  local r = C.luaasio_conn_original_dst(loop, self.h, sabuf)
+  if r < 0 then return nil, strerror(r) end
+  return ffi_string(sabuf, r)
+end
+
+local M = { Conn = Conn, new = new_conn, check = check_conn, conn_t = conn_t, deadline_of = deadline_of }
+return M

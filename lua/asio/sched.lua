@@ -1,0 +1,302 @@
+-- The scheduler: light threads, parking and waking, and the run loop that
+-- polls completion events from C and resumes the threads they name.
+
+local bit = require 'bit'
+local lib = require 'asio.lib'
+local S = require 'asio.state'
+local timers = require 'asio.timers'
+local check = require 'asio.check'
+
+local C, strerror = lib.C, lib.strerror
+local band = bit.band
+local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
+local co_running, co_status = coroutine.running, coroutine.status
+local type, tostring, select, error, unpack = type, tostring, select, error, unpack
+local getmetatable, setmetatable = getmetatable, setmetatable
+local argerr, outside = check.argerr, check.outside
+
+local ETIMEDOUT = C.LUAASIO_ETIMEDOUT
+local loop, events, MAX_EVENTS = S.loop, S.events, S.MAX_EVENTS
+local th_co, th_seq, th_tok, th_io = S.th_co, S.th_seq, S.th_tok, S.th_io
+local th_dl, th_hidx, th_cv, th_cvi = S.th_dl, S.th_hidx, S.th_cv, S.th_cvi
+local slot_of, heap = S.slot_of, S.heap
+local SLOT_MASK, SLOT_SEQ, SERVER_BIT = S.SLOT_MASK, S.SLOT_SEQ, S.SERVER_BIT
+local heap_push, heap_remove = timers.push, timers.remove
+
+local joiners_of = {}          -- coroutine -> slots waiting in join()
+local done_of = setmetatable({}, { __mode = 'k' })   -- finished with results
+local failed_of = setmetatable({}, { __mode = 'k' }) -- raised: {the error}
+local free_slots, nfree = {}, 0
+local nslots = 0
+local ready_t, ready_r, ready_head, ready_tail = {}, {}, 1, 0
+local running, stopped = false, false
+
+local M = {}
+
+---------------------------------------------------------------------------
+-- Error reports
+---------------------------------------------------------------------------
+
+local function report_default(err, trace)
+  io.stderr:write('asio: error in light thread: ', tostring(trace or err), '\n')
+end
+local reporter = report_default
+
+local function report(err, trace)
+  local ok, e = pcall(reporter, err, trace)
+  if not ok then report_default(err, trace .. '\n(error handler failed: ' .. tostring(e) .. ')') end
+end
+M.report = report
+
+function M.on_error(fn)
+  if fn ~= nil and type(fn) ~= 'function' then argerr(1, 'on_error', 'function or nil', fn) end
+  reporter = fn or report_default
+end
+
+---------------------------------------------------------------------------
+-- Light threads
+---------------------------------------------------------------------------
+
+local function alloc_slot()
+  if nfree > 0 then
+    local s = free_slots[nfree]
+    free_slots[nfree] = nil
+    nfree = nfree - 1
+    return s
+  end
+  nslots = nslots + 1
+  return nslots
+end
+
+-- A fresh token per wait: the slot index plus a sequence number, so that an
+-- event from an abandoned operation can never wake a later wait.
+function M.next_token(s)
+  local seq = band(th_seq[s] + 1, 0xff)
+  th_seq[s] = seq
+  return s + seq * SLOT_SEQ
+end
+local next_token = M.next_token
+
+-- Raises if the running coroutine is not the light thread `s` (a plain
+-- coroutine inside a light thread). Every blocking call checks this before it
+-- changes any state, so a misused call leaves the connection as it was.
+function M.must_park(s)
+  if co_running() ~= th_co[s] then
+    error('asio: blocking call from a coroutine that is not a light thread', 3)
+  end
+end
+local must_park = M.must_park
+
+-- What a parked light thread yields: resume() can then tell "parked" from
+-- "finished" without asking coroutine.status.
+local PARKED = {}
+M.PARKED = PARKED
+
+-- Records that `s` waits for `token` (and the deadline); the caller has run
+-- must_park(s) and yields PARKED next. Separate from park() so that the
+-- hottest waits can yield from the API function itself: a parked coroutine
+-- whose frames use more than about twenty stack slots has its stack doubled,
+-- which would double the memory of an idle connection.
+function M.arm(s, token, deadline, io)
+  th_tok[s] = token
+  if io then th_io[s] = true; S.nio = S.nio + 1 end
+  if deadline then heap_push(s, deadline) end
+end
+local arm = M.arm
+
+function M.park(s, token, deadline, io)
+  arm(s, token, deadline, io)
+  return co_yield(PARKED)
+end
+local park = M.park
+
+local function unpark(s)
+  th_tok[s] = -1
+  if th_hidx[s] then heap_remove(s) end
+  if th_io[s] then th_io[s] = false; S.nio = S.nio - 1 end
+end
+
+-- Resumes `s` with `r` on the next turn of the loop, if it is still parked.
+function M.wake_later(s, r)
+  if th_tok[s] < 0 then return end
+  unpark(s)
+  ready_tail = ready_tail + 1
+  ready_t[ready_tail] = s
+  ready_r[ready_tail] = r
+end
+local wake_later = M.wake_later
+
+local function finish(s, ok, ...)
+  local co = th_co[s]
+  slot_of[co] = nil
+  th_co[s], th_cv[s], th_cvi[s] = false, false, false
+  nfree = nfree + 1
+  free_slots[nfree] = s
+  S.nthreads = S.nthreads - 1
+  if ok then
+    -- A finished thread without results needs no record: its coroutine is
+    -- dead and not in failed_of.
+    local n = select('#', ...)
+    if n > 0 then done_of[co] = { n = n, ... } end
+  else
+    failed_of[co] = { (...) }
+  end
+  local joiners = joiners_of[co]
+  if joiners then
+    joiners_of[co] = nil
+    for i = 1, #joiners do wake_later(joiners[i], 0) end
+  end
+end
+
+local function after_resume(s, prev, ok, ...)
+  S.current = prev
+  if ok then
+    if ... ~= PARKED and co_status(th_co[s]) == 'dead' then finish(s, true, ...) end
+  else
+    local err = ...
+    report(err, debug.traceback(th_co[s], tostring(err)))
+    finish(s, false, err)
+  end
+end
+
+local function resume(s, ...)
+  local prev = S.current
+  S.current = s
+  return after_resume(s, prev, co_resume(th_co[s], ...))
+end
+
+function M.spawn_light_thread(fn, ...)
+  if type(fn) ~= 'function' then
+    local mt = getmetatable(fn)
+    if not (mt and mt.__call) then argerr(1, 'spawn_light_thread', 'function', fn) end
+    local callable = fn
+    fn = function(...) return callable(...) end
+  end
+  local co = co_create(fn)
+  local s = alloc_slot()
+  th_co[s], th_seq[s], th_tok[s], th_io[s], th_hidx[s] = co, 0, -1, false, false
+  slot_of[co] = s
+  S.nthreads = S.nthreads + 1
+  resume(s, ...)
+  return co
+end
+
+function M.sleep(sec)
+  local s = S.current
+  if type(sec) ~= 'number' or sec ~= sec then argerr(1, 'sleep', 'number', sec) end
+  if not s then outside('sleep') end
+  must_park(s)
+  if sec < 0 then sec = 0 end
+  park(s, next_token(s), C.luaasio_now() + sec, false)
+end
+
+function M.join(th)
+  local s = S.current
+  if type(th) ~= 'thread' then argerr(1, 'join', 'light thread', th) end
+  if not s then outside('join') end
+  if th == th_co[s] then error("bad argument #1 to 'join' (a light thread cannot join itself)", 2) end
+  if slot_of[th] then
+    must_park(s)
+    local j = joiners_of[th]
+    if not j then j = {}; joiners_of[th] = j end
+    j[#j + 1] = s
+    park(s, next_token(s), nil, false)
+  end
+  local failed = failed_of[th]
+  if failed then return nil, failed[1] end
+  local r = done_of[th]
+  if r then return unpack(r, 1, r.n) end
+end
+
+---------------------------------------------------------------------------
+-- The run loop
+---------------------------------------------------------------------------
+
+local function dispatch(n)
+  for i = 0, n - 1 do
+    local ev = events[i]
+    local token, r = ev.slot, ev.result
+    if token >= SERVER_BIT then
+      local rec = S.servers[token]
+      if rec then
+        S.on_accept(rec, r)
+      elseif r > 0 then
+        C.luaasio_close(loop, r)   -- accepted after the server was closed
+      end
+    else
+      local s = band(token, SLOT_MASK)
+      if th_tok[s] == token then
+        unpark(s)
+        resume(s, r)
+      end
+    end
+  end
+end
+
+local function run_ready()
+  while ready_head <= ready_tail do
+    local i = ready_head
+    local s, r = ready_t[i], ready_r[i]
+    ready_t[i], ready_r[i] = nil, nil
+    ready_head = i + 1
+    resume(s, r)
+  end
+  ready_head, ready_tail = 1, 0
+end
+
+local function expire_timers()
+  if S.nheap == 0 then return end
+  local now = C.luaasio_now()
+  while S.nheap > 0 and th_dl[heap[1]] <= now do
+    local s = heap[1]
+    unpark(s)
+    resume(s, ETIMEDOUT)
+  end
+end
+
+function M.run()
+  if S.current then error("'run' must not be called from a light thread", 2) end
+  if running then error("'run' is already running", 2) end
+  running, stopped = true, false
+  local ok, err = pcall(function()
+    while not stopped do
+      run_ready()
+      if stopped then break end
+      if S.nio + S.nheap + S.nservers == 0 and ready_head > ready_tail then break end
+      local timeout = -1
+      if ready_head <= ready_tail then
+        timeout = 0
+      elseif S.nheap > 0 then
+        timeout = th_dl[heap[1]] - C.luaasio_now()
+        if timeout < 0 then timeout = 0 end
+      end
+      local n = C.luaasio_poll(loop, events, MAX_EVENTS, timeout)
+      if n > 0 then
+        dispatch(n)
+      elseif n < 0 then
+        report(strerror(n), 'asio: poll failed: ' .. strerror(n))
+      end
+      expire_timers()
+    end
+  end)
+  running = false
+  if not ok then error(err, 0) end
+end
+
+function M.stop()
+  stopped = true
+end
+
+function M.stats()
+  return {
+    objects = C.luaasio_loop_count(loop),
+    threads = S.nthreads,
+    waiting_io = S.nio,
+    timers = S.nheap,
+    servers = S.nservers,
+  }
+end
+
+function M.now() return C.luaasio_now() end
+
+return M

@@ -1,0 +1,125 @@
+-- Servers: listening sockets whose accepted connections each start a
+-- light thread running the handler.
+
+local ffi = require 'ffi'
+local lib = require 'asio.lib'
+local S = require 'asio.state'
+local sched = require 'asio.sched'
+local check = require 'asio.check'
+local conn = require 'asio.conn'
+
+local C, strerror = lib.C, lib.strerror
+local ffi_gc = ffi.gc
+local sub = string.sub
+local type, tostring, error = type, tostring, error
+local setmetatable, getmetatable = setmetatable, getmetatable
+local argerr, selferr, is_count, check_port =
+  check.argerr, check.selferr, check.is_count, check.check_port
+local report = sched.report
+local new_conn = conn.new
+
+local loop = S.loop
+local SERVER_BIT = S.SERVER_BIT
+local ref_t = ffi.typeof('int32_t[1]')
+local server_seq = 0
+
+local Server = {}
+Server.__index = Server
+
+local function close_server(token)
+  local rec = S.servers[token]
+  if not rec then return end
+  S.servers[token] = nil
+  S.nservers = S.nservers - 1
+  if S.loop_alive then C.luaasio_close(loop, rec.h) end
+end
+
+local function server_gc(ref)
+  local token = ref[0]
+  if token ~= 0 then
+    ref[0] = 0
+    close_server(token)
+  end
+end
+
+local handler_error
+local function traceback(err)
+  handler_error = err
+  return debug.traceback(tostring(err), 2)
+end
+
+local function on_accept(rec, h)
+  local c = new_conn(h)
+  local ok, trace = xpcall(rec.handler, traceback, c)
+  if not ok then report(handler_error, trace) end
+end
+
+local hosts = { localhost = '127.0.0.1', ['*'] = '0.0.0.0' }
+
+local function server(ip, port, handler, opts)
+  local unix = type(ip) == 'string' and sub(ip, 1, 5) == 'unix:'
+  if unix then
+    port, handler, opts = nil, port, handler
+  else
+    if type(ip) ~= 'string' then argerr(1, 'server', 'string', ip) end
+    port = check_port(2, 'server', port, true)
+  end
+  local hn = unix and 2 or 3
+  if type(handler) ~= 'function' then
+    local mt = getmetatable(handler)
+    if not (mt and mt.__call) then argerr(hn, 'server', 'function', handler) end
+  end
+  if opts ~= nil and type(opts) ~= 'table' then argerr(hn + 1, 'server', 'table or nil', opts) end
+  local backlog, flags = 0, 0
+  if opts then
+    if opts.backlog ~= nil then
+      if not (is_count(opts.backlog) and opts.backlog < 2 ^ 31) then
+        error("bad argument #" .. (hn + 1) .. " to 'server' (backlog must be a non-negative integer)", 2)
+      end
+      backlog = opts.backlog
+    end
+    if opts.reuseport then flags = flags + C.LUAASIO_SERVER_REUSEPORT end
+    if opts.ipv6_only then flags = flags + C.LUAASIO_SERVER_V6ONLY end
+  end
+  server_seq = server_seq % 0x20000000 + 1
+  local token = SERVER_BIT + server_seq
+  local h
+  if unix then
+    h = C.luaasio_server_open_unix(loop, token, sub(ip, 6), backlog)
+  else
+    h = C.luaasio_server_open(loop, token, hosts[ip] or ip, port, backlog, flags)
+  end
+  if h < 0 then return nil, strerror(h) end
+  local rec = { h = h, handler = handler, token = token }
+  S.servers[token] = rec
+  S.nservers = S.nservers + 1
+  local ref = ref_t(token)
+  ffi_gc(ref, server_gc)
+  return setmetatable({ ref = ref, rec = rec }, Server)
+end
+
+function Server:close()
+  if getmetatable(self) ~= Server then selferr('close', 'server', self) end
+  local token = self.ref[0]
+  if token ~= 0 then
+    self.ref[0] = 0
+    close_server(token)
+  end
+  return true
+end
+
+function Server:port()
+  if getmetatable(self) ~= Server then selferr('port', 'server', self) end
+  if self.ref[0] == 0 then return nil, 'closed' end
+  local p = C.luaasio_server_port(loop, self.rec.h)
+  if p < 0 then return nil, strerror(p) end
+  return p
+end
+
+Server.__tostring = function(s)
+  return s.ref[0] ~= 0 and ('asio server on port ' .. tostring(s:port())) or 'asio server (closed)'
+end
+
+S.on_accept = on_accept
+
+return { server = server, Server = Server }
