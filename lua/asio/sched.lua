@@ -80,9 +80,11 @@ local next_token = M.next_token
 -- Raises if the running coroutine is not the light thread `s` (a plain
 -- coroutine inside a light thread). Every blocking call checks this before it
 -- changes any state, so a misused call leaves the connection as it was.
-function M.must_park(s)
+-- Called directly by the API function `fname`, so the error blames its caller.
+function M.must_park(s, fname)
   if co_running() ~= th_co[s] then
-    error('asio: blocking call from a coroutine that is not a light thread', 3)
+    error((fname and "'" .. fname .. "' called" or 'blocking call')
+      .. ' from a coroutine that is not a light thread', 3)
   end
 end
 local must_park = M.must_park
@@ -185,7 +187,7 @@ function M.sleep(sec)
   local s = S.current
   if type(sec) ~= 'number' or sec ~= sec then argerr(1, 'sleep', 'number', sec) end
   if not s then outside('sleep') end
-  must_park(s)
+  must_park(s, 'sleep')
   if sec < 0 then sec = 0 end
   park(s, next_token(s), C.luaasio_now() + sec, false)
 end
@@ -196,7 +198,7 @@ function M.join(th)
   if not s then outside('join') end
   if th == th_co[s] then error("bad argument #1 to 'join' (a light thread cannot join itself)", 2) end
   if slot_of[th] then
-    must_park(s)
+    must_park(s, 'join')
     local j = joiners_of[th]
     if not j then j = {}; joiners_of[th] = j end
     j[#j + 1] = s
