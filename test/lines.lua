@@ -115,3 +115,96 @@ test('read_until, read_line and read(n) agree with a reference reading, any spli
     end
   end, 60)
 end)
+
+-- Bytes the Lua heap grows by while `fn` runs, with the collector stopped:
+-- every allocation counts, none is taken back.
+local function allocated(fn)
+  collectgarbage()
+  collectgarbage()
+  collectgarbage('stop')
+  local before = collectgarbage('count')
+  local ok, err = pcall(fn)
+  local after = collectgarbage('count')
+  collectgarbage('restart')
+  assert(ok, err)
+  return (after - before) * 1024
+end
+
+test('a 4 MiB line costs allocations linear in its length', function()
+  go(function()
+    local N = 4 * 1024 * 1024
+    -- distinct content: equal strings are interned once, which would hide
+    -- allocations
+    local t = {}
+    for i = 1, N / 8 do t[i] = ('%08x'):format(i) end
+    local line = table.concat(t)
+    local payload = line .. '\r\nnext\n'
+    local srv, port = T.server(function(c)
+      assert(c:write(payload))
+      c:close()
+    end)
+    local c = assert(asio.connect('127.0.0.1', port))
+    c:settimeout(10)
+    local got, rest
+    -- the line goes through the socket in many receives; re-joining the
+    -- growing line on each receive would allocate about N^2 / 128 KiB bytes
+    local bytes = allocated(function()
+      got = c:read_line()
+      rest = c:read_line()
+    end)
+    eq(got, line, 'the line')
+    eq(rest, 'next', 'the line after it')
+    assert(bytes < 4 * N, ('%d bytes allocated to read a %d-byte line'):format(bytes, N))
+    c:close()
+    srv:close()
+  end, 60)
+end)
+
+test('short lines and read(n) from buffered bytes cost allocations linear in their length', function()
+  go(function()
+    local lines = 6000
+    -- distinct lines, and different ones in each round: equal strings are
+    -- interned once, which would hide allocations
+    local function payload(fmt)
+      local t = {}
+      for i = 1, lines do t[i] = fmt:format(i) end
+      return table.concat(t)
+    end
+    local srv, port = T.server(function(c)
+      assert(c:write('start\n' .. payload('l%08d\n')))
+      c:read(1)   -- the go-ahead for the second round
+      assert(c:write('start\n' .. payload('r%08d\n')))
+      c:read(1)
+      c:close()
+    end)
+    local c = assert(asio.connect('127.0.0.1', port))
+    c:settimeout(10)
+    -- Each line returned allocates itself and the expected text it is
+    -- compared with (a string header of at most 32 bytes plus the text,
+    -- each), plus a share of the received chunks; copying the rest of the
+    -- buffer for each line would allocate tens of KiB.
+    local limit = lines * 2 * 48 + 4 * lines * 10
+    -- read_line() of 'start' receives a whole chunk: what follows is buffered
+    eq(c:read_line(), 'start', 'first round')
+    local bad = 0
+    local bytes = allocated(function()
+      for i = 1, lines do
+        if c:read_line() ~= ('l%08d'):format(i) then bad = bad + 1 end
+      end
+    end)
+    eq(bad, 0, 'lines read wrong')
+    assert(bytes < limit, ('%d bytes allocated for %d lines, limit %d'):format(bytes, lines, limit))
+    assert(c:write('+'))
+    eq(c:read_line(), 'start', 'second round')
+    bytes = allocated(function()
+      for i = 1, lines do
+        if c:read(10) ~= ('r%08d\n'):format(i) then bad = bad + 1 end
+      end
+    end)
+    eq(bad, 0, 'read(10) results wrong')
+    assert(bytes < limit, ('%d bytes allocated for %d read(10), limit %d'):format(bytes, lines, limit))
+    assert(c:write('+'))
+    c:close()
+    srv:close()
+  end, 60)
+end)

@@ -37,14 +37,15 @@ local M = {}
 -- Error reports
 ---------------------------------------------------------------------------
 
-local function report_default(err, trace)
-  io.stderr:write('asio: error in light thread: ', tostring(trace or err), '\n')
+-- `what` names where the error was raised; nil: in a light thread.
+local function report_default(err, trace, what)
+  io.stderr:write('asio: error in ', what or 'light thread', ': ', tostring(trace or err), '\n')
 end
 local reporter = report_default
 
-local function report(err, trace)
-  local ok, e = pcall(reporter, err, trace)
-  if not ok then report_default(err, trace .. '\n(error handler failed: ' .. tostring(e) .. ')') end
+local function report(err, trace, what)
+  local ok, e = pcall(reporter, err, trace, what)
+  if not ok then report_default(err, trace .. '\n(error handler failed: ' .. tostring(e) .. ')', what) end
 end
 M.report = report
 
