@@ -202,7 +202,9 @@ int luaasio_thread_stop(luaasio_loop *loop, int32_t thread);
 int luaasio_thread_load(luaasio_loop *loop, int32_t thread);
 
 /* Takes a connection's socket out of this loop: the handle is closed and a
- * duplicate of the socket returned, for luaasio_conn_adopt() in any loop. */
+ * duplicate of the socket returned, for luaasio_conn_adopt() in any loop.
+ * LUAASIO_ENOTSUP on Windows, where a socket cannot leave the completion
+ * port it was first used with. */
 int64_t luaasio_conn_detach(luaasio_loop *loop, int32_t conn);
 /* With slot >= 0 the new connection is also reported as an accept event
  * {slot, handle}, as a server of this loop would report it. */

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <deque>
 #include <list>
+#include <mutex>
 #include <unordered_map>
 
 namespace luaasio {
@@ -56,27 +57,42 @@ struct shdict {
   explicit shdict(size_t mb) : max_bytes(mb) {}
 };
 
-// Registries live for the process: they are never destroyed, so a worker
-// thread still running at exit never finds them gone.
+// Registries are made on first use and never destroyed by exit(): a worker
+// thread still running then must not find them gone. When the library is
+// unloaded with no worker running (the last Lua state that loaded it was
+// closed), their contents are released (release_registries below).
 template <class T> struct registry {
   std::mutex m;
   std::unordered_map<int32_t, std::shared_ptr<T>> by_id;
   int32_t next = 0;
 };
 
+registry<channel> *channel_registry = nullptr;
+registry<shdict> *dict_registry = nullptr;
+std::unordered_map<std::string, int32_t> *dict_name_map = nullptr;
+std::once_flag registries_made;
+
+void make_registries() {
+  std::call_once(registries_made, [] {
+    channel_registry = new registry<channel>();
+    dict_registry = new registry<shdict>();
+    dict_name_map = new std::unordered_map<std::string, int32_t>();
+  });
+}
+
 registry<channel> &channels() {
-  static auto *r = new registry<channel>();
-  return *r;
+  make_registries();
+  return *channel_registry;
 }
 
 registry<shdict> &dicts() {
-  static auto *r = new registry<shdict>();
-  return *r;
+  make_registries();
+  return *dict_registry;
 }
 
 std::unordered_map<std::string, int32_t> &dict_names() {
-  static auto *n = new std::unordered_map<std::string, int32_t>();
-  return *n;
+  make_registries();
+  return *dict_name_map;
 }
 
 template <class T> std::shared_ptr<T> find(registry<T> &r, int32_t id) {
@@ -187,6 +203,19 @@ int store(shdict &d, const std::string &key, int type, const char *str, size_t s
   }
   return evicted;
 }
+
+#if defined(__GNUC__) && !defined(_WIN32)
+__attribute__((destructor)) void release_registries() {
+  if (running_workers.load() != 0 || !channel_registry)
+    return;
+  delete channel_registry;
+  delete dict_registry;
+  delete dict_name_map;
+  channel_registry = nullptr;
+  dict_registry = nullptr;
+  dict_name_map = nullptr;
+}
+#endif
 
 } // namespace
 

@@ -84,6 +84,7 @@ void request_stop(worker_shared &w) noexcept {
 // string: its bytes follow) or 'E' (an error message follows).
 void worker_main(std::shared_ptr<worker_shared> w) {
   this_worker = w.get();
+  running_workers.fetch_add(1);
   std::string result;
   try {
     const lua_api &a = api();
@@ -111,13 +112,18 @@ void worker_main(std::shared_ptr<worker_shared> w) {
     result = "Eout of memory in the worker thread";
   }
   this_worker = nullptr;
-  std::lock_guard<std::mutex> g(w->m);
-  w->result = std::move(result);
-  if (w->parent)
-    wake_loop(*w->parent, w->slot);
+  {
+    std::lock_guard<std::mutex> g(w->m);
+    w->result = std::move(result);
+    if (w->parent)
+      wake_loop(*w->parent, w->slot);
+  }
+  running_workers.fetch_sub(1);
 }
 
 } // namespace
+
+std::atomic<int> running_workers{0};
 
 bool wake_loop(loop_link &link, int32_t slot) noexcept {
   std::lock_guard<std::mutex> g(link.m);
@@ -271,16 +277,9 @@ LUAASIO_EXPORT int64_t luaasio_conn_detach(luaasio_loop *l, int32_t h) {
   LUAASIO_TRY
   int64_t dup_socket;
 #if defined(_WIN32)
-  // A socket stays tied to the completion port it was first used with: hand
-  // over a fresh duplicate, which the adopting loop can associate.
-  WSAPROTOCOL_INFOW info;
-  if (WSADuplicateSocketW(c->sock.native_handle(), GetCurrentProcessId(), &info) != 0)
-    return LUAASIO_ESYSTEM;
-  SOCKET s = WSASocketW(FROM_PROTOCOL_INFO, FROM_PROTOCOL_INFO, FROM_PROTOCOL_INFO, &info, 0,
-                        WSA_FLAG_OVERLAPPED);
-  if (s == INVALID_SOCKET)
-    return LUAASIO_EMFILE;
-  dup_socket = static_cast<int64_t>(s);
+  // A Windows socket stays tied to the completion port it was first used
+  // with, and so do its duplicates: it cannot move to another loop.
+  return LUAASIO_ENOTSUP;
 #else
   int fd = ::dup(c->sock.native_handle());
   if (fd < 0)

@@ -45,6 +45,9 @@ struct worker_thread final : object {
   bool finished = false; // its completion event was delivered
 };
 
+// Worker threads running now, in the whole process.
+extern std::atomic<int> running_workers;
+
 // Called by luaasio_loop_new/free: a loop made on a worker thread belongs
 // to that worker, which can then ask it to stop.
 void worker_loop_created(loop *l) noexcept;

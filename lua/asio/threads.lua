@@ -529,6 +529,8 @@ function M.server(ip, port, handler, opts)
     if not ok then error("bad argument #4 to 'server' (" .. err .. ')', 2) end
   end
   if C.luaasio_lua_api() == 0 then return nil, 'not supported' end
+  -- A Windows socket cannot move to another thread's completion port.
+  if ffi.os == 'Windows' then return nil, 'not supported' end
 
   local local_opts = {}
   for k, v in pairs(opts) do local_opts[k] = v end
