@@ -201,8 +201,8 @@ int luaasio_thread_stop(luaasio_loop *loop, int32_t thread);
  * 0 before its loop exists and after it is gone. */
 int luaasio_thread_load(luaasio_loop *loop, int32_t thread);
 
-/* Takes a connection's socket out of this loop: the handle is closed and a
- * duplicate of the socket returned, for luaasio_conn_adopt() in any loop.
+/* Takes a connection's socket out of this loop: the handle is closed and
+ * the socket returned, for luaasio_conn_adopt() in any loop.
  * LUAASIO_ENOTSUP on Windows, where a socket cannot leave the completion
  * port it was first used with. */
 int64_t luaasio_conn_detach(luaasio_loop *loop, int32_t conn);

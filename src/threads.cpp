@@ -275,19 +275,22 @@ LUAASIO_EXPORT int64_t luaasio_conn_detach(luaasio_loop *l, int32_t h) {
   if (c->connecting)
     return LUAASIO_ENOTCONN;
   LUAASIO_TRY
-  int64_t dup_socket;
+  int64_t socket_out;
 #if defined(_WIN32)
   // A Windows socket stays tied to the completion port it was first used
   // with, and so do its duplicates: it cannot move to another loop.
   return LUAASIO_ENOTSUP;
 #else
-  int fd = ::dup(c->sock.native_handle());
-  if (fd < 0)
-    return LUAASIO_EMFILE;
-  dup_socket = fd;
+  // Nothing is pending on a socket handed over from an accept handler;
+  // release() cancels whatever else might be, and leaves it open.
+  error_code ec;
+  int fd = c->sock.release(ec);
+  if (ec || fd < 0)
+    return map_error(ec);
+  socket_out = fd;
 #endif
   luaasio_close(l, h);
-  return dup_socket;
+  return socket_out;
   LUAASIO_CATCH
 }
 

@@ -46,14 +46,10 @@ local function load_server(port, clients, rounds)
   return good
 end
 
-local function require_threads()
-  if T.qemu then T.skip('qemu-user does not run the worker threads reliably') end
-end
-
 -- Servers on several threads move sockets between loops, which Windows
--- cannot do (a socket stays on its first completion port).
+-- cannot do (a socket stays on its first completion port). Everything here
+-- also runs under qemu-user (armhf, arm64, mipsel), threads included.
 local function require_threaded_server()
-  require_threads()
   if T.windows then T.skip('threads = N is not supported on Windows') end
 end
 
@@ -282,7 +278,6 @@ test('transfer: handler upvalues that cannot cross are refused at server()', fun
 end)
 
 test('transfer: values that cross keep their shape', function()
-  require_threads()
   go(function()
     local shared_t = { 1, 2 }
     local cyclic = { name = 'c' }
@@ -310,7 +305,6 @@ test('transfer: values that cross keep their shape', function()
 end)
 
 test('asio.thread: results and errors come back as copies', function()
-  require_threads()
   go(function()
     local t1 = asio.thread(function(n) return n * 2, { list = { 1, 2, 3 } } end, 21)
     local t2 = asio.thread(function() error('raised in the worker') end)
@@ -340,7 +334,6 @@ test('asio.thread: bad arguments raise and start nothing', function()
 end)
 
 test('asio.thread: a light thread in the worker can do I/O; join with timeout', function()
-  require_threads()
   go(function()
     local srv, port = T.server(function(c)
       local l = c:read_line()
@@ -445,7 +438,6 @@ test('channel: bad arguments', function()
 end)
 
 test('channel: many producers and consumers across three states', function()
-  require_threads()
   go(function()
     local jobs, results = asio.channel(16), asio.channel(16)
     local function producer(ch, from, to)
@@ -487,7 +479,6 @@ end)
 ---------------------------------------------------------------------------
 
 test('shared: N workers x M increments give exactly N x M', function()
-  require_threads()
   go(function()
     local d = asio.shared('test-incr', 65536)
     d:flush_all()
@@ -681,7 +672,6 @@ test('a worker that raises in init is reported; the others serve', function()
 end)
 
 test('process exit with workers busy: no hang, no crash', function()
-  require_threads()
   if T.windows then T.skip('needs a POSIX shell') end
   local script = os.tmpname()
   local f = assert(io.open(script, 'w'))
