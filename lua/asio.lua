@@ -17,11 +17,13 @@
 --   asio.conn     connections
 --   asio.connect  name resolution and connecting
 --   asio.server   servers
+--   asio.transfer copying values between Lua states
+--   asio.threads  worker threads, threaded servers, channels, shared dicts
 
 local sched = require 'asio.sched'
 local sync = require 'asio.sync'
 local connect = require 'asio.connect'
-local server = require 'asio.server'
+local threads = require 'asio.threads'
 
 return {
   spawn_light_thread = sched.spawn_light_thread,
@@ -32,7 +34,10 @@ return {
   join = sched.join,
   cond = sync.cond,
   on_error = sched.on_error,
-  server = server.server,
+  server = threads.server,
+  thread = threads.thread,
+  channel = threads.channel,
+  shared = threads.shared,
   connect = connect.connect,
   resolve = connect.resolve,
   addr_to_string = connect.addr_to_string,

@@ -86,6 +86,12 @@ LUAASIO_EXPORT const char *luaasio_strerror(int code) {
   case LUAASIO_ENOTCONN: return "not connected";
   case LUAASIO_ENOORIGDST: return "no original destination";
   case LUAASIO_ESYSTEM: return "system error";
+  case LUAASIO_ESTOPPED: return "stopped";
+  case LUAASIO_ETOOBIG: return "too big";
+  case LUAASIO_ENOLUA: return "no lua api";
+  case LUAASIO_ENOSPACE: return "no memory";
+  case LUAASIO_ENOTNUM: return "not a number";
+  case LUAASIO_EEXIST: return "exists";
   default: return "unknown error";
   }
 }
