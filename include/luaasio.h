@@ -81,7 +81,6 @@ enum {
 
   LUAASIO_SERVER_REUSEPORT = 1,
   LUAASIO_SERVER_V6ONLY = 2,
-  LUAASIO_SERVER_DUALSTACK = 4,
 
   LUAASIO_FAMILY_ANY = 0,
   LUAASIO_FAMILY_INET = 4,
@@ -153,7 +152,7 @@ int luaasio_conn_wait(luaasio_loop *loop, int32_t conn, int dir, int32_t slot);
 /* 1 if a read wait is cheapest when armed right after a read returned
  * LUAASIO_EAGAIN (epoll: it then costs no system call); 0 if arming it at
  * once costs no more than that read. Either way the wait is correct. */
-int luaasio_read_first(void);
+int luaasio_read_wait_cheap_after_eagain(void);
 /* Detaches the slot from a wait in flight: it will report nothing. */
 int luaasio_conn_unwait(luaasio_loop *loop, int32_t conn, int dir);
 int luaasio_conn_shutdown(luaasio_loop *loop, int32_t conn, int how);

@@ -1,5 +1,6 @@
 // Connections: connect, non-blocking read/write, readiness waits, options.
 #include "loop.hpp"
+#include "conn.hpp"
 #include "endpoint.hpp"
 
 #include <cstring>
@@ -13,7 +14,7 @@ namespace luaasio {
 
 conn::conn(loop &l) : object(conn_kind), owner(l), sock(l.ctx) {}
 
-void conn::shutdown_all() noexcept {
+void conn::close_all() noexcept {
   error_code ec;
   sock.close(ec);
 }
@@ -195,7 +196,7 @@ LUAASIO_EXPORT int luaasio_conn_wait(luaasio_loop *l, int32_t h, int dir, int32_
   LUAASIO_CATCH
 }
 
-LUAASIO_EXPORT int luaasio_read_first(void) { return LUAASIO_DIRECT_READ_WAIT; }
+LUAASIO_EXPORT int luaasio_read_wait_cheap_after_eagain(void) { return LUAASIO_DIRECT_READ_WAIT; }
 
 LUAASIO_EXPORT int luaasio_conn_unwait(luaasio_loop *l, int32_t h, int dir) {
   if (!l || (dir != LUAASIO_WAIT_READ && dir != LUAASIO_WAIT_WRITE))

@@ -22,7 +22,7 @@ loop::~loop() {
   for (auto &e : table)
     if (e.obj) {
       e.obj->open = false;
-      e.obj->shutdown_all();
+      e.obj->close_all();
     }
   // Objects still referenced by queued handlers die when ctx destroys those
   // handlers, which happens after this body (ctx is the first member).
@@ -192,7 +192,7 @@ LUAASIO_EXPORT int luaasio_close(luaasio_loop *l, int32_t handle) {
   if (!obj)
     return LUAASIO_EBADF;
   obj->open = false;
-  obj->shutdown_all();
+  obj->close_all();
   LUAASIO_TRY
   // Connections accepted but not yet delivered die with their server.
   for (int32_t h : l->purge(obj.get()))

@@ -1,6 +1,7 @@
 // Name resolution through the system resolver (so /etc/hosts is honoured),
 // run by Boost.Asio off the loop thread.
 #include "loop.hpp"
+#include "resolve.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -10,7 +11,7 @@ namespace luaasio {
 resolve_request::resolve_request(loop &l)
     : object(resolve_kind), owner(l), resolver(l.ctx) {}
 
-void resolve_request::shutdown_all() noexcept { resolver.cancel(); }
+void resolve_request::close_all() noexcept { resolver.cancel(); }
 
 } // namespace luaasio
 

@@ -1,5 +1,6 @@
 // Listening sockets and the accept loop.
 #include "loop.hpp"
+#include "server.hpp"
 #include "endpoint.hpp"
 
 #include <chrono>
@@ -14,7 +15,7 @@ namespace luaasio {
 server::server(loop &l)
     : object(server_kind), owner(l), acceptor(l.ctx), backoff(l.ctx) {}
 
-void server::shutdown_all() noexcept {
+void server::close_all() noexcept {
   error_code ec;
 #if defined(BOOST_ASIO_HAS_LOCAL_SOCKETS)
   // Remove the socket file this server created, unless it was replaced.
