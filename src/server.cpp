@@ -21,10 +21,8 @@ void server::close_all() noexcept {
   // Remove the socket file this server created, unless it was replaced.
   if (!unix_path.empty()) {
     struct stat st;
-    int fd = acceptor.native_handle();
-    struct stat mine;
-    if (fd >= 0 && fstat(fd, &mine) == 0 && stat(unix_path.c_str(), &st) == 0 &&
-        S_ISSOCK(st.st_mode) && st.st_ino == mine.st_ino && st.st_dev == mine.st_dev)
+    if (stat(unix_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
+        uint64_t(st.st_dev) == unix_dev && uint64_t(st.st_ino) == unix_ino)
       ::unlink(unix_path.c_str());
   }
 #endif
@@ -142,8 +140,18 @@ LUAASIO_EXPORT int32_t luaasio_server_open_unix(luaasio_loop *l, int32_t slot,
   if (rc < 0)
     return rc;
   int32_t h = open_server(l, slot, ep, backlog, 0, false);
-  if (h > 0)
-    l->get<server>(h)->unix_path = path;
+#if defined(BOOST_ASIO_HAS_LOCAL_SOCKETS)
+  if (h > 0) {
+    // Right after bind(): the file there now is the one this server made.
+    server *s = l->get<server>(h);
+    struct stat st;
+    if (stat(path, &st) == 0) {
+      s->unix_dev = uint64_t(st.st_dev);
+      s->unix_ino = uint64_t(st.st_ino);
+      s->unix_path = path;
+    }
+  }
+#endif
   return h;
   LUAASIO_CATCH
 }
