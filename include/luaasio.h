@@ -132,6 +132,9 @@ int32_t luaasio_server_open(luaasio_loop *loop, int32_t slot, const char *host,
 int32_t luaasio_server_open_unix(luaasio_loop *loop, int32_t slot,
                                  const char *path, int backlog);
 int luaasio_server_port(luaasio_loop *loop, int32_t server);
+/* At most `max` accepted connections of this server open at once (0: no
+ * limit): at the limit it stops accepting, and resumes when one closes. */
+int luaasio_server_set_max(luaasio_loop *loop, int32_t server, int max);
 
 /* Connects to an IP literal; the event on `slot` reports the outcome. The
  * handle is valid at once (close it to abandon the attempt). */

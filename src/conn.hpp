@@ -29,6 +29,8 @@ struct conn final : object, std::enable_shared_from_this<conn> {
   uint32_t eagain_at = 0;
   bool nodelay_pending = false; // TCP_NODELAY still to be set (see prepare_socket)
   bool wrote = false;
+  // The server that accepted it, while that counts its open connections.
+  std::shared_ptr<struct server> accepted_by;
 };
 
 // Readies a connected or accepted socket of the given address family for

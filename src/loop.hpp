@@ -3,6 +3,9 @@
 
 #include "object.hpp"
 
+#include <array>
+#include <deque>
+
 namespace luaasio {
 
 struct loop_link;
@@ -13,7 +16,10 @@ struct loop {
 
   // Handles are index | generation << 20 (1M live objects, 2048
   // generations), so a stale handle of a reused index is recognised and
-  // rejected until the index has been reused 2048 times.
+  // rejected until the index has been reused 2048 times. Freed indexes are
+  // reused first-in first-out, and only once `min_free` of them wait, so an
+  // index comes back after at least that many other frees: a stale handle
+  // could name a live object only after some two million closes.
   int32_t add(std::shared_ptr<object> obj);
   object *find(int32_t handle, object::kind_t kind) const noexcept;
   std::shared_ptr<object> release(int32_t handle) noexcept;
@@ -23,10 +29,11 @@ struct loop {
   }
 
   // Queues an event for Lua. `source` and `dir` (a LUAASIO_WAIT_* value, or
-  // -1 for the object's only operation) let purge() withdraw it.
-  void push(int32_t slot, int32_t result, const object *source, int dir = -1) {
-    events.push_back({{slot, result}, source, dir});
-  }
+  // -1 for the object's only operation) let purge() withdraw it. Never
+  // throws: completion handlers call it, and an exception there would lose
+  // the completion. luaasio_poll reserves room before it runs handlers; past
+  // that, an event that cannot be stored waits in a fixed overflow array.
+  void push(int32_t slot, int32_t result, const object *source, int dir = -1) noexcept;
   // Drops the queued events of `source` (of one direction, or all with -1),
   // so that an operation that was closed or detached reports nothing, even
   // when it had already completed. Returns the accepted handles it dropped.
@@ -41,6 +48,12 @@ struct loop {
   };
   std::vector<queued> events;
   size_t events_head = 0;
+  std::array<queued, 64> overflow;
+  size_t noverflow = 0;
+  // Servers that reached their accept budget for this poll, re-armed at the
+  // start of the next one (capacity reserved per open server).
+  std::vector<std::shared_ptr<object>> deferred;
+  size_t open_servers = 0;
   uint32_t runs = 1; // counts the times luaasio_poll ran the io_context
 
   struct entry {
@@ -48,7 +61,8 @@ struct loop {
     uint32_t generation = 0;
   };
   std::vector<entry> table;
-  std::vector<uint32_t> free_indexes;
+  std::deque<uint32_t> free_indexes;
+  static constexpr size_t min_free = 1024;
   // Read by other threads (luaasio_thread_load), written only by this one.
   std::atomic<int> live{0};
 
