@@ -81,7 +81,6 @@ enum {
 
   LUAASIO_SERVER_REUSEPORT = 1,
   LUAASIO_SERVER_V6ONLY = 2,
-  LUAASIO_SERVER_DUALSTACK = 4,
 
   LUAASIO_FAMILY_ANY = 0,
   LUAASIO_FAMILY_INET = 4,
@@ -133,6 +132,9 @@ int32_t luaasio_server_open(luaasio_loop *loop, int32_t slot, const char *host,
 int32_t luaasio_server_open_unix(luaasio_loop *loop, int32_t slot,
                                  const char *path, int backlog);
 int luaasio_server_port(luaasio_loop *loop, int32_t server);
+/* At most `max` accepted connections of this server open at once (0: no
+ * limit): at the limit it stops accepting, and resumes when one closes. */
+int luaasio_server_set_max(luaasio_loop *loop, int32_t server, int max);
 
 /* Connects to an IP literal; the event on `slot` reports the outcome. The
  * handle is valid at once (close it to abandon the attempt). */
@@ -153,7 +155,7 @@ int luaasio_conn_wait(luaasio_loop *loop, int32_t conn, int dir, int32_t slot);
 /* 1 if a read wait is cheapest when armed right after a read returned
  * LUAASIO_EAGAIN (epoll: it then costs no system call); 0 if arming it at
  * once costs no more than that read. Either way the wait is correct. */
-int luaasio_read_first(void);
+int luaasio_read_wait_cheap_after_eagain(void);
 /* Detaches the slot from a wait in flight: it will report nothing. */
 int luaasio_conn_unwait(luaasio_loop *loop, int32_t conn, int dir);
 int luaasio_conn_shutdown(luaasio_loop *loop, int32_t conn, int how);

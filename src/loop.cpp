@@ -1,6 +1,7 @@
 // The loop: handle table, event queue and luaasio_poll().
 #include "loop.hpp"
 #include "threads.hpp"
+#include "server.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -22,7 +23,7 @@ loop::~loop() {
   for (auto &e : table)
     if (e.obj) {
       e.obj->open = false;
-      e.obj->shutdown_all();
+      e.obj->close_all();
     }
   // Objects still referenced by queued handlers die when ctx destroys those
   // handlers, which happens after this body (ctx is the first member).
@@ -46,9 +47,9 @@ bool split(int32_t handle, uint32_t &index, uint32_t &gen) {
 
 int32_t loop::add(std::shared_ptr<object> obj) {
   uint32_t index;
-  if (!free_indexes.empty()) {
-    index = free_indexes.back();
-    free_indexes.pop_back();
+  if (free_indexes.size() >= min_free || (!free_indexes.empty() && table.size() >= index_mask)) {
+    index = free_indexes.front();
+    free_indexes.pop_front();
   } else {
     if (table.size() >= index_mask)
       return LUAASIO_EMFILE;
@@ -90,6 +91,22 @@ std::shared_ptr<object> loop::release(int32_t handle) noexcept {
   return obj;
 }
 
+void loop::push(int32_t slot, int32_t result, const object *source, int dir) noexcept {
+  queued q{{slot, result}, source, dir};
+  if (events.size() < events.capacity()) {
+    events.push_back(q); // no allocation: cannot throw
+    return;
+  }
+  try {
+    events.push_back(q);
+  } catch (...) {
+    if (noverflow < overflow.size())
+      overflow[noverflow++] = q;
+    // else: 64 events already wait for memory; this one is lost, as only an
+    // allocation failure during an allocation failure can cause.
+  }
+}
+
 std::vector<int32_t> loop::purge(const object *source, int dir) {
   std::vector<int32_t> dropped;
   size_t keep = events_head;
@@ -103,6 +120,16 @@ std::vector<int32_t> loop::purge(const object *source, int dir) {
     events[keep++] = q;
   }
   events.resize(keep);
+  size_t okeep = 0;
+  for (size_t i = 0; i < noverflow; ++i) {
+    if (overflow[i].source == source && (dir < 0 || overflow[i].dir == dir)) {
+      if (source->kind == object::server_kind && overflow[i].ev.result > 0)
+        dropped.push_back(overflow[i].ev.result);
+      continue;
+    }
+    overflow[okeep++] = overflow[i];
+  }
+  noverflow = okeep;
   return dropped;
 }
 
@@ -150,6 +177,15 @@ LUAASIO_EXPORT int luaasio_poll(luaasio_loop *l, luaasio_event *out, int max,
     if (l->events_head == l->events.size()) {
       l->events.clear();
       l->events_head = 0;
+      // Room for every event this poll can produce without allocating in a
+      // handler: a few per live object (two waits and a connect or lookup)
+      // and the accept budget of each server. If that fails, nothing has run.
+      l->events.reserve(size_t(l->live.load(std::memory_order_relaxed)) * 3 + 256 +
+                        l->deferred.capacity() * server_accept_budget);
+      for (size_t i = 0; i < l->noverflow; ++i)
+        l->events.push_back(l->overflow[i]);
+      l->noverflow = 0;
+      rearm_deferred(*l);
       if (l->ctx.stopped())
         l->ctx.restart();
       if (++l->runs == 0)
@@ -192,7 +228,7 @@ LUAASIO_EXPORT int luaasio_close(luaasio_loop *l, int32_t handle) {
   if (!obj)
     return LUAASIO_EBADF;
   obj->open = false;
-  obj->shutdown_all();
+  obj->close_all();
   LUAASIO_TRY
   // Connections accepted but not yet delivered die with their server.
   for (int32_t h : l->purge(obj.get()))

@@ -3,6 +3,7 @@
 // time, so the library links no Lua: a host that never starts a worker
 // needs none of it.
 #include "threads.hpp"
+#include "conn.hpp"
 #include "endpoint.hpp"
 
 #include <cstring>
@@ -159,7 +160,7 @@ void worker_loop_freed(loop *l) noexcept {
     w->own_loop = nullptr;
 }
 
-void worker_thread::shutdown_all() noexcept {
+void worker_thread::close_all() noexcept {
   request_stop(*shared);
   // The owner waits for the thread: a worker outlives no loop that owns it.
   if (th.joinable() && th.get_id() != std::this_thread::get_id()) {

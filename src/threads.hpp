@@ -38,7 +38,7 @@ struct worker_thread final : object {
   explicit worker_thread(std::shared_ptr<worker_shared> s)
       : object(thread_kind), shared(std::move(s)) {}
   ~worker_thread() override;
-  void shutdown_all() noexcept override;
+  void close_all() noexcept override;
 
   std::shared_ptr<worker_shared> shared;
   std::thread th;
