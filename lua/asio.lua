@@ -17,11 +17,13 @@
 --   asio.conn     connections
 --   asio.connect  name resolution and connecting
 --   asio.server   servers
+--   asio.udp      datagram sockets
 
 local sched = require 'asio.sched'
 local sync = require 'asio.sync'
 local connect = require 'asio.connect'
 local server = require 'asio.server'
+local udp = require 'asio.udp'
 
 return {
   spawn_light_thread = sched.spawn_light_thread,
@@ -37,5 +39,6 @@ return {
   resolve = connect.resolve,
   addr_to_string = connect.addr_to_string,
   stats = sched.stats,
+  udp = udp.udp,
   _VERSION = 'LuaAsio 0.1.0',
 }

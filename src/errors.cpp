@@ -54,6 +54,8 @@ int map_error(const error_code &ec) noexcept {
     return LUAASIO_EINVAL;
   if (ec == e::fault)
     return LUAASIO_EBADADDR;
+  if (ec == e::message_size)
+    return LUAASIO_EMSGSIZE;
   return LUAASIO_ESYSTEM;
 }
 
@@ -86,6 +88,9 @@ LUAASIO_EXPORT const char *luaasio_strerror(int code) {
   case LUAASIO_ENOTCONN: return "not connected";
   case LUAASIO_ENOORIGDST: return "no original destination";
   case LUAASIO_ESYSTEM: return "system error";
+  case LUAASIO_ETRUNCATED: return "datagram truncated";
+  case LUAASIO_ENOTBOUND: return "not bound";
+  case LUAASIO_EMSGSIZE: return "datagram too large";
   default: return "unknown error";
   }
 }

@@ -85,7 +85,7 @@ struct read_wait_op : asio::detail::reactor_op {
 #endif
 
 struct object {
-  enum kind_t : uint8_t { conn_kind, server_kind, resolve_kind };
+  enum kind_t : uint8_t { conn_kind, server_kind, resolve_kind, udp_kind };
 
   explicit object(kind_t k) : kind(k) {}
   virtual ~object() = default;
