@@ -56,6 +56,8 @@ int map_error(const error_code &ec) noexcept {
     return LUAASIO_EBADADDR;
   if (ec == e::message_size)
     return LUAASIO_EMSGSIZE;
+  if (ec == errc::destination_address_required)
+    return LUAASIO_ENOTCONN;
   return LUAASIO_ESYSTEM;
 }
 

@@ -3,7 +3,7 @@
 -- namespaces that it creates itself.
 local T = require 'testlib'
 
-local suites = { 'core', 'features', 'sockaddr', 'jit', 'faults', 'readme', 'proxy_netns' }
+local suites = { 'core', 'features', 'sockaddr', 'jit', 'faults', 'readme', 'proxy_netns', 'udp' }
 
 for _, name in ipairs(suites) do
   local path = T.root .. '/test/' .. name .. '.lua'
