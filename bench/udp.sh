@@ -33,6 +33,7 @@ trap cleanup EXIT
 # start IMPL CPU: starts the server, sets SERVER (its pid) and PORT.
 start() {
   local log=$OUT/log/udp-$1.log i
+  rm -f "$log" # the port of the last run must not be read before the new server starts
   if [[ $1 == native ]]; then
     taskset -c "$2" "$OUT/udp_native_server" 0 >"$log" 2>&1 &
   else
@@ -41,7 +42,7 @@ start() {
   fi
   SERVER=$!
   for ((i = 0; i < 200; i++)); do
-    PORT=$(sed -n 's/^PORT \([0-9]*\).*/\1/p' "$log")
+    PORT=$(sed -n "s/^PORT \([0-9]*\).*/\1/p" "$log" 2>/dev/null)
     [[ -n $PORT ]] && return 0
     sleep 0.02
   done

@@ -11,7 +11,7 @@ struct udp final : object, std::enable_shared_from_this<udp> {
   explicit udp(loop &l);
   void shutdown_all() noexcept override;
 
-  // Creates the socket of the family of `v6`, non-blocking and dual-stack
+  // Creates the socket (IPv6 if `v6`), non-blocking and dual-stack
   // for IPv6, and applies the options set so far.
   int open_socket(bool v6);
   // Applies a LUAASIO_UDP_* option to the open socket.
