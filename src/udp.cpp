@@ -226,6 +226,9 @@ static int recv_one(udp &u, char *buf, int cap, luaasio_udp_from *from) {
                  &slen);
   if (n < 0) {
     int err = WSAGetLastError();
+    // Windows reports an ICMP port unreachable as a reset.
+    if (err == WSAECONNRESET)
+      return LUAASIO_ECONNREFUSED;
     if (err != WSAEMSGSIZE)
       return map_error(error_code(err, asio::error::get_system_category()));
     n = cap;

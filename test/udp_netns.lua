@@ -389,6 +389,7 @@ T.test('multicast: join, receive, leave on a loopback with multicast on (netns)'
 end)
 
 T.test('sendto waits for room in a full socket buffer, and its timeout applies (netns, tbf)', function()
+  if T.qemu then T.skip('runs natively; the helper would run outside qemu in the namespace') end
   with_netns('probe', function(env)
     local out, ok = capture('sh ' .. q(NETNS_SH) .. ' lo ' .. q(env.tag))
     assert(ok, 'namespace setup failed: ' .. out)
