@@ -189,15 +189,22 @@ int udp::endpoint_for(const char *ip, int port, udp_proto::endpoint &out) {
   return LUAASIO_OK;
 }
 
-// The sender's address as text into `from`.
-static int sender_text(const sockaddr *sa, luaasio_udp_from *from) {
+// The sender's address as text into `from`. The text of the last IPv4
+// sender is kept: a server mostly hears from a few hosts, and formatting an
+// address costs more than the rest of this function.
+static int sender_text(udp &u, const sockaddr *sa, luaasio_udp_from *from) {
   if (sa->sa_family == AF_INET) {
     const auto *in = reinterpret_cast<const sockaddr_in *>(sa);
     from->port = ntohs(in->sin_port);
 #if !defined(_WIN32)
-    if (!inet_ntop(AF_INET, &in->sin_addr, from->ip, sizeof from->ip))
-      return LUAASIO_ESYSTEM;
-    from->iplen = int(std::strlen(from->ip));
+    if (u.last_sender_len == 0 || std::memcmp(&u.last_sender, &in->sin_addr, 4) != 0) {
+      if (!inet_ntop(AF_INET, &in->sin_addr, u.last_sender_text, sizeof u.last_sender_text))
+        return LUAASIO_ESYSTEM;
+      std::memcpy(&u.last_sender, &in->sin_addr, 4);
+      u.last_sender_len = int(std::strlen(u.last_sender_text));
+    }
+    std::memcpy(from->ip, u.last_sender_text, size_t(u.last_sender_len) + 1);
+    from->iplen = u.last_sender_len;
     return LUAASIO_OK;
 #endif
   }
@@ -279,7 +286,7 @@ static int recv_one(udp &u, char *buf, int cap, luaasio_udp_from *from) {
     }
   }
 #endif
-  int rc = sender_text(reinterpret_cast<const sockaddr *>(&ss), from);
+  int rc = sender_text(u, reinterpret_cast<const sockaddr *>(&ss), from);
   return rc < 0 ? rc : n;
 }
 
@@ -374,15 +381,16 @@ LUAASIO_EXPORT int luaasio_udp_send(luaasio_loop *l, int32_t h, const char *data
   } else {
     if (port <= 0 || port > 65535)
       return LUAASIO_EBADADDR;
-    if (port != u->last_port || u->last_ip != ip) {
+    if (!u->last_valid || u->last_ip != ip) {
       int rc = u->endpoint_for(ip, port, u->last_ep);
       if (rc < 0) {
-        u->last_port = -1;
+        u->last_valid = false;
         return rc;
       }
       u->last_ip = ip;
-      u->last_port = port;
+      u->last_valid = true;
     }
+    u->last_ep.port(uint16_t(port));
     n = u->sock.send_to(asio::buffer(data, size_t(len)), u->last_ep, 0, ec);
   }
   if (ec)

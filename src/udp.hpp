@@ -33,11 +33,15 @@ struct udp final : object, std::enable_shared_from_this<udp> {
   // Options set before the socket existed, applied by open().
   int option_value[max_option + 1] = {};
   uint32_t option_set = 0;
-  // The last destination parsed by a send, reused while the text repeats
-  // (an echo or a forwarder answers the same few peers over and over).
+  // The address of the last destination text parsed by a send, reused while
+  // the text repeats (an echo or a forwarder answers the same few hosts).
   std::string last_ip;
-  int last_port = -1;
+  bool last_valid = false;
   asio::ip::udp::endpoint last_ep;
+  // The last IPv4 sender's address and its text (see sender_text).
+  uint32_t last_sender = 0;
+  int last_sender_len = 0;
+  char last_sender_text[16] = {};
 };
 
 } // namespace luaasio
