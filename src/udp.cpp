@@ -343,6 +343,8 @@ LUAASIO_EXPORT int luaasio_udp_connect(luaasio_loop *l, int32_t h, const char *i
     return rc;
   error_code ec;
   u->sock.connect(ep, ec);
+  if (!ec)
+    u->connected = true;
   return map_error(ec);
   LUAASIO_CATCH
 }
@@ -375,7 +377,8 @@ LUAASIO_EXPORT int luaasio_udp_send(luaasio_loop *l, int32_t h, const char *data
   error_code ec;
   size_t n;
   if (!ip) {
-    if (!u->sock.is_open())
+    // Checked here: the systems disagree on the error (EDESTADDRREQ, WSAENOTCONN).
+    if (!u->connected)
       return LUAASIO_ENOTCONN;
     n = u->sock.send(asio::buffer(data, size_t(len)), 0, ec);
   } else {

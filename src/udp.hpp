@@ -30,6 +30,7 @@ struct udp final : object, std::enable_shared_from_this<udp> {
   bool waiting[2] = {false, false};
   bool v6 = false;
   bool transparent = false;
+  bool connected = false; // a peer is set: send needs no address
   // Options set before the socket existed, applied by open().
   int option_value[max_option + 1] = {};
   uint32_t option_set = 0;

@@ -145,6 +145,25 @@ T.test('timeouts: per call, settimeout, and a late datagram is still there', fun
   end)
 end)
 
+T.test('a deadline passed while other threads ran: the datagram already there wins', function()
+  T.go(function()
+    local srv, cli, port = pair()
+    local other, _, oport = pair()
+    local r = T.spawn(function() return srv:recvfrom(0.05) end)
+    local b = T.spawn(function()
+      assert(other:recvfrom(5))
+      -- Runs in the same turn of the loop that then expires r's deadline.
+      assert(cli:sendto('in time', '127.0.0.1', port))
+      local t0 = asio.now()
+      while asio.now() - t0 < 0.1 do end
+    end)
+    assert(cli:sendto('go', '127.0.0.1', oport))
+    T.eq(r(), 'in time', 'datagram')
+    b()
+    for _, u in ipairs({ srv, cli, other }) do u:close() end
+  end)
+end)
+
 T.test('the largest datagram arrives whole; one byte more is refused', function()
   T.go(function()
     local srv, cli, port = pair()
@@ -186,6 +205,7 @@ T.test('truncation: a datagram longer than recvsize is reported with its first b
 end)
 
 T.test('connected socket: send/recv, and an ICMP refusal comes back as connection refused', function()
+  if T.wine then T.skip('wine does not pass ICMP errors on to UDP sockets') end
   T.go(function()
     local srv, cli, port = pair()
     assert(cli:connect('127.0.0.1', port))
@@ -437,7 +457,7 @@ T.test('the recvfrom/sendto hot path compiles without NYI aborts in asio/udp.lua
   local stopped, bad = 0, {}
   local function in_udp(func)
     local info = jutil.funcinfo(func)
-    return info and info.source and info.source:find('asio/udp.lua', 1, true)
+    return info and info.source and info.source:find('asio[/\\]udp%.lua')
   end
   local function recorder(what, _, func, pc, otr, oex)
     if what == 'stop' and in_udp(func) then

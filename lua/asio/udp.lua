@@ -128,7 +128,13 @@ local function take_turn(u, s, dir, timeout, data, ip, port)
     r = C.luaasio_udp_wait(loop, h, dir, token)
     if r == 0 then
       r = park(s, token, deadline, true)
-      if r == ETIMEDOUT and u.h ~= 0 then C.luaasio_udp_unwait(loop, h, dir) end
+      if r == ETIMEDOUT and u.h ~= 0 then
+        C.luaasio_udp_unwait(loop, h, dir)
+        -- The deadline may have passed while other threads ran, with the
+        -- datagram (or the room) already there: a timeout means "nothing".
+        local again = attempt(u, dir, data, ip, port)
+        if again ~= EAGAIN then r = again; break end
+      end
     end
   end
   leave(u, q, i, dir)
