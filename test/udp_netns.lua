@@ -320,7 +320,6 @@ local function dns_scenario(env)
 end
 
 T.test('dns_forwarder.lua relays dnsmasq answers to 50 concurrent dig clients; SERVFAIL on upstream timeout', function()
-  if T.qemu then T.skip('dnsmasq and dig run natively; covered by the native run') end
   if not have('dnsmasq') then T.skip('dnsmasq not installed (Debian: dnsmasq-base)') end
   if not have('dig') then T.skip('dig not installed (Debian: bind9-dnsutils)') end
   with_netns('probe', dns_scenario)
@@ -363,7 +362,7 @@ local function tproxy_scenario(env, fam, any)
 end
 
 local function tproxy(fam, any)
-  if T.qemu then return T.skip('qemu-user does not translate IP_TRANSPARENT') end
+  if T.qemu then return T.skip('qemu-user does not pass IP_TRANSPARENT through (setsockopt gives not supported)') end
   if fam == 6 and not read_file('/proc/sys/net/ipv6/conf/all/forwarding') then
     return T.skip('IPv6 is disabled in this kernel')
   end
@@ -379,7 +378,6 @@ T.test('transparent UDP proxy over IPv4, listening on dual-stack ::', function()
 ---------------------------------------------------------------------------
 
 T.test('multicast: join, receive, leave on a loopback with multicast on (netns)', function()
-  if T.qemu then T.skip('qemu-user does not translate IP_ADD_MEMBERSHIP') end
   with_netns('probe', function(env)
     local out, ok = capture('sh ' .. q(NETNS_SH) .. ' lo ' .. q(env.tag))
     assert(ok, 'namespace setup failed: ' .. out)
@@ -389,7 +387,6 @@ T.test('multicast: join, receive, leave on a loopback with multicast on (netns)'
 end)
 
 T.test('sendto waits for room in a full socket buffer, and its timeout applies (netns, tbf)', function()
-  if T.qemu then T.skip('runs natively; the helper would run outside qemu in the namespace') end
   with_netns('probe', function(env)
     local out, ok = capture('sh ' .. q(NETNS_SH) .. ' lo ' .. q(env.tag))
     assert(ok, 'namespace setup failed: ' .. out)
