@@ -117,9 +117,7 @@ bool verbose() { return g_verbose; }
 bool valid_code(int rc) {
   if (rc >= 0)
     return true;
-  // Datagram sockets' codes sit in -49..-40.
-  bool in_range = rc >= LUAASIO_ECODE_MIN || (rc >= -49 && rc <= -40);
-  return in_range && std::strcmp(luaasio_strerror(rc), "unknown error") != 0;
+  return rc >= LUAASIO_ECODE_MIN && std::strcmp(luaasio_strerror(rc), "unknown error") != 0;
 }
 
 // --- the guard -------------------------------------------------------------

@@ -57,7 +57,14 @@ enum {
   LUAASIO_ENOTCONN = -22,
   LUAASIO_ENOORIGDST = -23,
   LUAASIO_ESYSTEM = -24,
-  LUAASIO_ECODE_MIN = -24,
+  /* threads, channels and shared dictionaries: -50 .. -59 */
+  LUAASIO_ESTOPPED = -50,  /* the loop was asked to stop by its owner thread */
+  LUAASIO_ETOOBIG = -51,   /* the value does not fit the buffer; *needed tells */
+  LUAASIO_ENOLUA = -52,    /* the host process exports no Lua C API */
+  LUAASIO_ENOSPACE = -53,  /* a shared dictionary cannot hold the entry */
+  LUAASIO_ENOTNUM = -54,   /* incr on a value that is not a number */
+  LUAASIO_EEXIST = -55,    /* add of a key that exists */
+  LUAASIO_ECODE_MIN = -59,
 
   LUAASIO_WAIT_READ = 0,
   LUAASIO_WAIT_WRITE = 1,
@@ -80,7 +87,14 @@ enum {
   LUAASIO_FAMILY_INET = 4,
   LUAASIO_FAMILY_INET6 = 6,
 
-  LUAASIO_SOCKADDR_SIZE = 128
+  LUAASIO_SOCKADDR_SIZE = 128,
+
+  LUAASIO_SHDICT_NIL = 0,
+  LUAASIO_SHDICT_BOOLEAN = 1,
+  LUAASIO_SHDICT_NUMBER = 2,
+  LUAASIO_SHDICT_STRING = 3,
+  LUAASIO_SHDICT_ADD = 16,      /* set only if the key is absent */
+  LUAASIO_SHDICT_REPLACE = 32   /* set only if the key is present */
 };
 
 typedef struct luaasio_loop luaasio_loop;
@@ -163,6 +177,82 @@ int luaasio_resolve_results(luaasio_loop *loop, int32_t request, char *buf, int 
  * any supported platform (either byte order, Linux, BSD or Windows family
  * numbering). Writes the IP text and port; returns 4 or 6, or an error. */
 int luaasio_sockaddr_parse(const char *data, int len, char *ip, int ipcap, int *port);
+
+/* Threads, channels and shared dictionaries (threads.cpp, shared.cpp).
+ * Worker threads run Lua states of their own; the Lua C API is found in the
+ * host process at run time. Values cross between states only as byte
+ * strings copied here. Channels and dictionaries are process-wide and named
+ * by ids valid in every thread. */
+
+/* 1 if the host process exports the Lua C API that workers need. */
+int luaasio_lua_api(void);
+/* Starts an OS thread that makes a new Lua state, loads `boot` (Lua source)
+ * and calls it with `arg`. When it returns, the event on `slot` reports the
+ * size of its result (a string), to fetch with luaasio_thread_result(). */
+int32_t luaasio_thread_start(luaasio_loop *loop, int32_t slot, const char *boot,
+                             int bootlen, const char *arg, int arglen);
+/* Copies the finished thread's result; returns its length, or
+ * LUAASIO_ETOOBIG with *needed set when `cap` is too small. */
+int luaasio_thread_result(luaasio_loop *loop, int32_t thread, char *buf, int cap,
+                          int *needed);
+/* Asks the worker's loop to stop (its poll reports LUAASIO_ESTOPPED). */
+int luaasio_thread_stop(luaasio_loop *loop, int32_t thread);
+/* Live objects (connections, servers, ...) of the worker's loop right now;
+ * 0 before its loop exists and after it is gone. */
+int luaasio_thread_load(luaasio_loop *loop, int32_t thread);
+
+/* Takes a connection's socket out of this loop: the handle is closed and
+ * the socket returned, for luaasio_conn_adopt() in any loop.
+ * LUAASIO_ENOTSUP on Windows, where a socket cannot leave the completion
+ * port it was first used with. */
+int64_t luaasio_conn_detach(luaasio_loop *loop, int32_t conn);
+/* With slot >= 0 the new connection is also reported as an accept event
+ * {slot, handle}, as a server of this loop would report it. */
+int32_t luaasio_conn_adopt(luaasio_loop *loop, int64_t socket, int32_t slot);
+/* Closes a detached socket nobody adopted. */
+int luaasio_socket_close(int64_t socket);
+
+/* Channels: FIFO queues of byte strings with a capacity. A send to a full
+ * or a receive from an empty channel returns LUAASIO_EAGAIN and reports an
+ * event on `slot` when that may have changed. */
+int32_t luaasio_channel_new(int capacity);
+int luaasio_channel_retain(int32_t ch);
+int luaasio_channel_release(int32_t ch);
+int luaasio_channel_send(luaasio_loop *loop, int32_t ch, const char *data, int len,
+                         int32_t slot);
+int luaasio_channel_recv(luaasio_loop *loop, int32_t ch, int32_t slot, char *buf, int cap,
+                         int *needed);
+/* Forgets the waits this loop registered for `slot`'s light thread (the
+ * token's low 22 bits name it), after a timeout. */
+int luaasio_channel_unwait(luaasio_loop *loop, int32_t ch, int32_t slot);
+int luaasio_channel_close(int32_t ch);
+/* Messages queued now. */
+int luaasio_channel_count(int32_t ch);
+
+/* Shared dictionaries, bounded by max_bytes with least-recently-used
+ * eviction. Opening a name again returns the same dictionary. */
+int32_t luaasio_shdict_open(const char *name, double max_bytes);
+/* Fetches `key`: out[0] = LUAASIO_SHDICT_* type, out[1] = the number or
+ * boolean, out[2] = seconds left to live (0: no expiry). Returns the string
+ * length copied (0 for other types), or LUAASIO_ETOOBIG with out[1] the
+ * size needed. */
+int luaasio_shdict_get(int32_t dict, const char *key, int klen, char *buf, int cap,
+                       double *out);
+/* how = type | LUAASIO_SHDICT_ADD/REPLACE; ttl <= 0: no expiry. Type NIL
+ * deletes. Returns the number of entries evicted to make room. */
+int luaasio_shdict_set(int32_t dict, const char *key, int klen, int how, const char *str,
+                       int slen, double num, double ttl);
+/* Adds `delta`; an absent key starts at `init` when has_init (else
+ * LUAASIO_ENOENT). The new value goes to *out. */
+int luaasio_shdict_incr(int32_t dict, const char *key, int klen, double delta, double init,
+                        int has_init, double ttl, double *out);
+/* Keys as NUL-separated text (at most `max`, 0: all); returns bytes used,
+ * or LUAASIO_ETOOBIG with *needed set. */
+int luaasio_shdict_keys(int32_t dict, char *buf, int cap, int max, int *needed);
+/* out[0] = bytes used, out[1] = capacity, out[2] = entries. */
+int luaasio_shdict_stats(int32_t dict, double *out);
+int luaasio_shdict_flush(int32_t dict);
+
 /* Datagram (UDP) sockets. The socket is created by luaasio_udp_open() with a
  * family, or (family LUAASIO_FAMILY_ANY) by the first bind, connect, sendto
  * or group join, with the family of that address; options set before are

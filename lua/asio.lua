@@ -17,11 +17,14 @@
 --   asio.conn     connections
 --   asio.connect  name resolution and connecting
 --   asio.server   servers
+--   asio.transfer copying values between Lua states
+--   asio.threads  worker threads, threaded servers, channels, shared dicts
 --   asio.udp      datagram sockets
 
 local sched = require 'asio.sched'
 local sync = require 'asio.sync'
 local connect = require 'asio.connect'
+local threads = require 'asio.threads'
 local server = require 'asio.server'
 local udp = require 'asio.udp'
 
@@ -34,7 +37,10 @@ return {
   join = sched.join,
   cond = sync.cond,
   on_error = sched.on_error,
-  server = server.server,
+  server = threads.server,
+  thread = threads.thread,
+  channel = threads.channel,
+  shared = threads.shared,
   connect = connect.connect,
   resolve = connect.resolve,
   addr_to_string = connect.addr_to_string,

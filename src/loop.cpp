@@ -1,5 +1,6 @@
 // The loop: handle table, event queue and luaasio_poll().
 #include "loop.hpp"
+#include "threads.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -7,9 +8,17 @@
 
 namespace luaasio {
 
-loop::loop() : ctx(1), keep_running(asio::make_work_guard(ctx)) {}
+loop::loop()
+    : ctx(1), keep_running(asio::make_work_guard(ctx)), link(std::make_shared<loop_link>()) {
+  link->target = this;
+}
 
 loop::~loop() {
+  {
+    // No other thread posts to this loop from now on.
+    std::lock_guard<std::mutex> g(link->m);
+    link->target = nullptr;
+  }
   for (auto &e : table)
     if (e.obj) {
       e.obj->open = false;
@@ -48,7 +57,7 @@ int32_t loop::add(std::shared_ptr<object> obj) {
   }
   entry &e = table[index];
   e.obj = std::move(obj);
-  ++live;
+  live.store(live.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   // Index 0 is never used, so a handle is always > 0.
   return static_cast<int32_t>((index + 1) | ((e.generation & generation_mask) << index_bits));
 }
@@ -72,7 +81,7 @@ std::shared_ptr<object> loop::release(int32_t handle) noexcept {
     return nullptr;
   std::shared_ptr<object> obj = std::move(e.obj);
   e.generation++;
-  --live;
+  live.store(live.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   try {
     free_indexes.push_back(index);
   } catch (...) {
@@ -112,25 +121,31 @@ LUAASIO_EXPORT double luaasio_now(void) {
 
 LUAASIO_EXPORT luaasio_loop *luaasio_loop_new(void) {
   try {
-    return new luaasio_loop();
+    auto *l = new luaasio_loop();
+    worker_loop_created(l);
+    return l;
   } catch (...) {
     return nullptr;
   }
 }
 
 LUAASIO_EXPORT void luaasio_loop_free(luaasio_loop *l) {
+  if (l)
+    worker_loop_freed(l);
   try {
     delete l;
   } catch (...) {
   }
 }
 
-LUAASIO_EXPORT int luaasio_loop_count(luaasio_loop *l) { return l ? l->live : 0; }
+LUAASIO_EXPORT int luaasio_loop_count(luaasio_loop *l) { return l ? l->live.load(std::memory_order_relaxed) : 0; }
 
 LUAASIO_EXPORT int luaasio_poll(luaasio_loop *l, luaasio_event *out, int max,
                                 double timeout) {
   if (!l || !out || max <= 0)
     return LUAASIO_EINVAL;
+  if (l->stop_requested.load(std::memory_order_relaxed))
+    return LUAASIO_ESTOPPED;
   try {
     if (l->events_head == l->events.size()) {
       l->events.clear();
@@ -139,15 +154,20 @@ LUAASIO_EXPORT int luaasio_poll(luaasio_loop *l, luaasio_event *out, int max,
         l->ctx.restart();
       if (++l->runs == 0)
         l->runs = 1;
+      // A stop request from another thread posts a handler that wakes
+      // run_one; the flag is what ends the wait.
+      auto idle = [l] {
+        return l->events.empty() && !l->stop_requested.load(std::memory_order_relaxed);
+      };
       if (timeout < 0) {
-        while (l->events.empty() && l->ctx.run_one() > 0) {
+        while (idle() && l->ctx.run_one() > 0) {
         }
       } else if (timeout > 0) {
         using namespace std::chrono;
         auto wait = duration_cast<steady_clock::duration>(
             duration<double>(std::min(timeout, 86400.0 * 365)));
         auto deadline = steady_clock::now() + wait;
-        while (l->events.empty() && l->ctx.run_one_until(deadline) > 0) {
+        while (idle() && l->ctx.run_one_until(deadline) > 0) {
         }
       }
       // Collect everything else that is ready, so one call returns a batch.

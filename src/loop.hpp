@@ -5,6 +5,7 @@
 
 #include <boost/asio.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -85,7 +86,7 @@ struct read_wait_op : asio::detail::reactor_op {
 #endif
 
 struct object {
-  enum kind_t : uint8_t { conn_kind, server_kind, resolve_kind, udp_kind };
+  enum kind_t : uint8_t { conn_kind, server_kind, resolve_kind, thread_kind, udp_kind };
 
   explicit object(kind_t k) : kind(k) {}
   virtual ~object() = default;
@@ -154,6 +155,8 @@ struct resolve_request final : object,
   int32_t slot = -1;
 };
 
+struct loop_link;
+
 struct loop {
   loop();
   ~loop();
@@ -196,7 +199,14 @@ struct loop {
   };
   std::vector<entry> table;
   std::vector<uint32_t> free_indexes;
-  int live = 0;
+  // Read by other threads (luaasio_thread_load), written only by this one.
+  std::atomic<int> live{0};
+
+  // How other threads reach this loop (channels, worker completions).
+  std::shared_ptr<loop_link> link;
+  // Set by another thread to make the next luaasio_poll return
+  // LUAASIO_ESTOPPED (a worker asked to stop).
+  std::atomic<bool> stop_requested{false};
 };
 
 } // namespace luaasio

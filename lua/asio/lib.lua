@@ -64,10 +64,6 @@ local errstr = {}
 for code = C.LUAASIO_ECODE_MIN, 0 do
   errstr[code] = ffi_string(C.luaasio_strerror(code))
 end
--- Datagram sockets' codes (asio.udp).
-for code = -49, -40 do
-  errstr[code] = ffi_string(C.luaasio_strerror(code))
-end
 
 return {
   C = C,
