@@ -14,7 +14,6 @@ local connect = require 'asio.connect'
 
 local C, strerror = lib.C, lib.strerror
 local ffi_string, istype = ffi.string, ffi.istype
-local sub = string.sub
 local type, tostring, error, pairs = type, tostring, error, pairs
 local argerr, outside, is_count, check_port, check_timeout =
   check.argerr, check.outside, check.is_count, check.check_port, check.check_timeout
@@ -24,7 +23,7 @@ local must_park, park, next_token, wake_later =
 local EAGAIN, ECLOSED, ETIMEDOUT = C.LUAASIO_EAGAIN, C.LUAASIO_ECLOSED, C.LUAASIO_ETIMEDOUT
 local EBADADDR, ENOTSUP = C.LUAASIO_EBADADDR, C.LUAASIO_ENOTSUP
 local WAIT_READ, WAIT_WRITE = C.LUAASIO_WAIT_READ, C.LUAASIO_WAIT_WRITE
-local FLAG_TRUNCATED, FLAG_ORIGDST = C.LUAASIO_UDP_FLAG_TRUNCATED, C.LUAASIO_UDP_FLAG_ORIGDST
+local FLAG_TRUNCATED = C.LUAASIO_UDP_FLAG_TRUNCATED
 local loop, rbuf, BUFSIZE = S.loop, S.rbuf, S.BUFSIZE
 local abuf, ADDRSIZE, iport = S.abuf, S.ADDRSIZE, S.iport
 -- The largest datagram IPv4 or IPv6 can carry (without jumbograms).
