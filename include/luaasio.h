@@ -254,6 +254,68 @@ int luaasio_shdict_keys(int32_t dict, char *buf, int cap, int max, int *needed);
 /* out[0] = bytes used, out[1] = capacity, out[2] = entries. */
 int luaasio_shdict_stats(int32_t dict, double *out);
 int luaasio_shdict_flush(int32_t dict);
+
+/* Datagram (UDP) sockets. The socket is created by luaasio_udp_open() with a
+ * family, or (family LUAASIO_FAMILY_ANY) by the first bind, connect, sendto
+ * or group join, with the family of that address; options set before are
+ * kept and applied then. Receiving and sending are synchronous and
+ * non-blocking, as for connections; luaasio_udp_wait() arms a readiness
+ * wait. A datagram is never split: a send takes it whole or not at all. */
+enum {
+  LUAASIO_ETRUNCATED = -40,
+  LUAASIO_ENOTBOUND = -41,
+  LUAASIO_EMSGSIZE = -42,
+
+  LUAASIO_UDP_BROADCAST = 1,
+  LUAASIO_UDP_REUSEADDR = 2,
+  LUAASIO_UDP_REUSEPORT = 3,
+  LUAASIO_UDP_SNDBUF = 4,
+  LUAASIO_UDP_RCVBUF = 5,
+  LUAASIO_UDP_TTL = 6,
+  LUAASIO_UDP_MULTICAST_TTL = 7,
+  LUAASIO_UDP_MULTICAST_LOOP = 8,
+  LUAASIO_UDP_IPV6_ONLY = 9,
+  LUAASIO_UDP_TRANSPARENT = 10,
+
+  LUAASIO_UDP_FLAG_TRUNCATED = 1,
+  LUAASIO_UDP_FLAG_ORIGDST = 2
+};
+
+/* What luaasio_udp_recv() reports about a datagram besides its bytes. */
+typedef struct luaasio_udp_from {
+  int32_t port;        /* the sender's port */
+  int32_t iplen;       /* length of the sender's address text in ip */
+  int32_t flags;       /* LUAASIO_UDP_FLAG_* */
+  char ip[64];         /* the sender's address, NUL-terminated */
+  char origdst[128];   /* with FLAG_ORIGDST: the original destination, as a
+                          struct sockaddr_storage (see luaasio_conn_original_dst) */
+} luaasio_udp_from;
+
+int32_t luaasio_udp_open(luaasio_loop *loop, int family);
+int luaasio_udp_bind(luaasio_loop *loop, int32_t udp, const char *ip, int port);
+int luaasio_udp_connect(luaasio_loop *loop, int32_t udp, const char *ip, int port);
+/* Takes one datagram that has arrived: its length (0 is a valid empty
+ * datagram), at most `cap` bytes of it copied to `buf`, or LUAASIO_EAGAIN or
+ * another error. A longer datagram is cut to `cap` bytes and flagged
+ * LUAASIO_UDP_FLAG_TRUNCATED in `from`, which may be NULL (then a longer
+ * datagram returns LUAASIO_ETRUNCATED). */
+int luaasio_udp_recv(luaasio_loop *loop, int32_t udp, char *buf, int cap,
+                     luaasio_udp_from *from);
+/* Sends data[0 .. len) as one datagram to ip:port, or to the connected peer
+ * when ip is NULL: len, or LUAASIO_EAGAIN (no room now), or an error. */
+int luaasio_udp_send(luaasio_loop *loop, int32_t udp, const char *data, int len,
+                     const char *ip, int port);
+int luaasio_udp_wait(luaasio_loop *loop, int32_t udp, int dir, int32_t slot);
+int luaasio_udp_unwait(luaasio_loop *loop, int32_t udp, int dir);
+/* `option` is a LUAASIO_UDP_* option; booleans are 0 or 1. */
+int luaasio_udp_setoption(luaasio_loop *loop, int32_t udp, int option, int value);
+/* Joins (join = 1) or leaves a multicast group. `iface`: for IPv4 the
+ * address of the interface, for IPv6 its name or index; NULL or "" for the
+ * system's choice. */
+int luaasio_udp_group(luaasio_loop *loop, int32_t udp, int join, const char *group,
+                      const char *iface);
+/* The local address as text and its port, as luaasio_conn_address(). */
+int luaasio_udp_address(luaasio_loop *loop, int32_t udp, char *buf, int cap, int *port);
 /* LUAASIO_CDEF_END */
 
 /* The declarations above as text, for ffi.cdef. */

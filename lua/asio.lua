@@ -19,11 +19,14 @@
 --   asio.server   servers
 --   asio.transfer copying values between Lua states
 --   asio.threads  worker threads, threaded servers, channels, shared dicts
+--   asio.udp      datagram sockets
 
 local sched = require 'asio.sched'
 local sync = require 'asio.sync'
 local connect = require 'asio.connect'
 local threads = require 'asio.threads'
+local server = require 'asio.server'
+local udp = require 'asio.udp'
 
 return {
   spawn_light_thread = sched.spawn_light_thread,
@@ -42,5 +45,6 @@ return {
   resolve = connect.resolve,
   addr_to_string = connect.addr_to_string,
   stats = sched.stats,
+  udp = udp.udp,
   _VERSION = 'LuaAsio 0.1.0',
 }
