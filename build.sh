@@ -6,8 +6,9 @@ set -eu
 cd "$(dirname "$0")"
 
 # Packages for building and for the test suite (iptables/iproute2 are used by
-# the transparent-proxy test, which skips without them).
-PACKAGES="g++ cmake make libboost-dev luajit iproute2 iptables"
+# the transparent-proxy tests, dnsmasq-base and bind9-dnsutils by the DNS
+# forwarder test; each skips without them).
+PACKAGES="g++ cmake make libboost-dev luajit iproute2 iptables dnsmasq-base bind9-dnsutils"
 
 # shellcheck disable=SC2086 # one word per package
 tools/ensure-packages build.sh $PACKAGES

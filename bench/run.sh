@@ -5,6 +5,7 @@
 #   bench/run.sh                 full run (< 15 min)
 #   QUICK=1 bench/run.sh         short run (< 2 min)
 #   MODES="echo idle" bench/run.sh
+#   MODES=udp bench/run.sh       UDP echo (bench/udp.sh)
 #
 # Tunables (environment): ROUNDS, SECONDS_RUN, WARMUP, ECHO_CONNS, ECHO_SIZE,
 # PP_CONNS, STREAM_BYTES, STREAM_CONNS, IDLE_CONNS, IDLE_ROUNDS, IDLE_SETTLE,
@@ -358,6 +359,7 @@ for mode in $MODES; do
         log "inproc: needs LuaAsio, skipped"
       fi
       ;;
+    udp) "$ROOT/bench/udp.sh" ;; # its own table (UDP echo, 64 and 1,200 bytes)
     *) log "unknown mode $mode" ;;
   esac
 done

@@ -153,7 +153,11 @@ static bool allowed(const sockaddr *sa, socklen_t len, bool binding) {
   }
   if (sa->sa_family == AF_INET6 && len >= sizeof(sockaddr_in6)) {
     auto *in6 = reinterpret_cast<const sockaddr_in6 *>(sa);
-    return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) && (!binding || in6->sin6_port == 0);
+    // 127.0.0.1 as seen by a dual-stack socket counts as loopback too.
+    static const unsigned char mapped_lo[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
+    bool lo = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+              std::memcmp(&in6->sin6_addr, mapped_lo, 16) == 0;
+    return lo && (!binding || in6->sin6_port == 0);
   }
   if (sa->sa_family == AF_UNIX && !g_tmpdir.empty()) {
     auto *un = reinterpret_cast<const sockaddr_un *>(sa);
@@ -183,4 +187,21 @@ extern "C" int bind(int fd, const sockaddr *sa, socklen_t len) {
     fz::fail(__FILE__, __LINE__, "guard", "library tried to bind to %s",
              fz::describe(sa, len).c_str());
   return static_cast<int>(syscall(SYS_bind, fd, sa, len));
+}
+
+// Datagrams: a destination, when given, must be loopback (any port).
+extern "C" ssize_t sendto(int fd, const void *buf, size_t n, int flags, const sockaddr *sa,
+                          socklen_t len) {
+  if (sa && !fz::allowed(sa, len, false))
+    fz::fail(__FILE__, __LINE__, "guard", "library tried to send to %s",
+             fz::describe(sa, len).c_str());
+  return static_cast<ssize_t>(syscall(SYS_sendto, fd, buf, n, flags, sa, len));
+}
+
+extern "C" ssize_t sendmsg(int fd, const msghdr *m, int flags) {
+  if (m && m->msg_name &&
+      !fz::allowed(static_cast<const sockaddr *>(m->msg_name), m->msg_namelen, false))
+    fz::fail(__FILE__, __LINE__, "guard", "library tried to send to %s",
+             fz::describe(static_cast<const sockaddr *>(m->msg_name), m->msg_namelen).c_str());
+  return static_cast<ssize_t>(syscall(SYS_sendmsg, fd, m, flags));
 }

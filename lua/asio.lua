@@ -17,11 +17,16 @@
 --   asio.conn     connections
 --   asio.connect  name resolution and connecting
 --   asio.server   servers
+--   asio.transfer copying values between Lua states
+--   asio.threads  worker threads, threaded servers, channels, shared dicts
+--   asio.udp      datagram sockets
 
 local sched = require 'asio.sched'
 local sync = require 'asio.sync'
 local connect = require 'asio.connect'
+local threads = require 'asio.threads'
 local server = require 'asio.server'
+local udp = require 'asio.udp'
 
 return {
   spawn_light_thread = sched.spawn_light_thread,
@@ -32,10 +37,14 @@ return {
   join = sched.join,
   cond = sync.cond,
   on_error = sched.on_error,
-  server = server.server,
+  server = threads.server,
+  thread = threads.thread,
+  channel = threads.channel,
+  shared = threads.shared,
   connect = connect.connect,
   resolve = connect.resolve,
   addr_to_string = connect.addr_to_string,
   stats = sched.stats,
+  udp = udp.udp,
   _VERSION = 'LuaAsio 0.1.0',
 }

@@ -1,5 +1,7 @@
 // Connections: connect, non-blocking read/write, readiness waits, options.
 #include "loop.hpp"
+#include "conn.hpp"
+#include "server.hpp"
 #include "endpoint.hpp"
 
 #include <cstring>
@@ -13,8 +15,12 @@ namespace luaasio {
 
 conn::conn(loop &l) : object(conn_kind), owner(l), sock(l.ctx) {}
 
-void conn::shutdown_all() noexcept {
+void conn::close_all() noexcept {
   error_code ec;
+  if (accepted_by) {
+    std::shared_ptr<server> s = std::move(accepted_by);
+    s->conn_closed();
+  }
   sock.close(ec);
 }
 
@@ -52,7 +58,8 @@ void read_wait_op::complete(void *owner, asio::detail::operation *base, const er
 #endif
 
 void conn::start_wait(int dir) {
-  waiting[dir] = true;
+  // waiting[dir] is set only once the wait is really queued: if starting it
+  // throws, the next luaasio_conn_wait starts one again.
 #if LUAASIO_DIRECT_READ_WAIT
   if (dir == LUAASIO_WAIT_READ && eagain_at == owner.runs) {
     read_wait.holder = shared_from_this();
@@ -61,6 +68,7 @@ void conn::start_wait(int dir) {
     auto &reactor = asio::use_service<asio::detail::reactor>(owner.ctx);
     reactor.start_op(asio::detail::reactor::read_op, sock.native_handle(), sock.reactor_data(),
                      &read_wait, false, true);
+    waiting[dir] = true;
     return;
   }
 #endif
@@ -68,6 +76,7 @@ void conn::start_wait(int dir) {
   sock.async_wait(type, [self = shared_from_this(), dir](const error_code &) {
     self->on_wait(dir);
   });
+  waiting[dir] = true;
 }
 
 // Sockets handed to Lua are non-blocking, so reads and writes return
@@ -90,6 +99,17 @@ static int32_t start_connect(loop *l, int32_t slot, const stream::endpoint &ep) 
   c->connect_slot = slot;
   c->connecting = true;
   int family = ep.data()->sa_family;
+  // Nothing may throw between add() and the start of the connect without
+  // giving the handle back.
+  struct release_on_throw {
+    loop *l;
+    int32_t h;
+    bool armed = true;
+    ~release_on_throw() {
+      if (armed)
+        l->release(h);
+    }
+  } guard{l, h};
   c->sock.async_connect(ep, [c, family](const error_code &ec) {
     c->connecting = false;
     if (!c->open)
@@ -104,6 +124,7 @@ static int32_t start_connect(loop *l, int32_t slot, const stream::endpoint &ep) 
                                                      : LUAASIO_ECONNREFUSED;
     c->owner.push(c->connect_slot, code, c.get());
   });
+  guard.armed = false;
   return h;
 }
 
@@ -195,7 +216,7 @@ LUAASIO_EXPORT int luaasio_conn_wait(luaasio_loop *l, int32_t h, int dir, int32_
   LUAASIO_CATCH
 }
 
-LUAASIO_EXPORT int luaasio_read_first(void) { return LUAASIO_DIRECT_READ_WAIT; }
+LUAASIO_EXPORT int luaasio_read_wait_cheap_after_eagain(void) { return LUAASIO_DIRECT_READ_WAIT; }
 
 LUAASIO_EXPORT int luaasio_conn_unwait(luaasio_loop *l, int32_t h, int dir) {
   if (!l || (dir != LUAASIO_WAIT_READ && dir != LUAASIO_WAIT_WRITE))

@@ -54,6 +54,10 @@ int map_error(const error_code &ec) noexcept {
     return LUAASIO_EINVAL;
   if (ec == e::fault)
     return LUAASIO_EBADADDR;
+  if (ec == e::message_size)
+    return LUAASIO_EMSGSIZE;
+  if (ec == errc::destination_address_required)
+    return LUAASIO_ENOTCONN;
   return LUAASIO_ESYSTEM;
 }
 
@@ -86,6 +90,15 @@ LUAASIO_EXPORT const char *luaasio_strerror(int code) {
   case LUAASIO_ENOTCONN: return "not connected";
   case LUAASIO_ENOORIGDST: return "no original destination";
   case LUAASIO_ESYSTEM: return "system error";
+  case LUAASIO_ESTOPPED: return "stopped";
+  case LUAASIO_ETOOBIG: return "too big";
+  case LUAASIO_ENOLUA: return "no lua api";
+  case LUAASIO_ENOSPACE: return "no memory";
+  case LUAASIO_ENOTNUM: return "not a number";
+  case LUAASIO_EEXIST: return "exists";
+  case LUAASIO_ETRUNCATED: return "datagram truncated";
+  case LUAASIO_ENOTBOUND: return "not bound";
+  case LUAASIO_EMSGSIZE: return "datagram too large";
   default: return "unknown error";
   }
 }

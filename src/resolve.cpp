@@ -1,16 +1,162 @@
 // Name resolution through the system resolver (so /etc/hosts is honoured),
-// run by Boost.Asio off the loop thread.
+// on a pool of at most `max_threads` threads shared by every loop of the
+// process. Lookups run concurrently, so one slow name delays no other.
+// getaddrinfo() cannot be interrupted: a lookup abandoned by its timeout or
+// its loop keeps its thread until the system gives up, its result is
+// dropped, and nothing waits for it, not even the loop's destruction.
 #include "loop.hpp"
+#include "resolve.hpp"
+#include "threads.hpp"
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <thread>
+
+#if defined(_WIN32)
+#include <windows.h>
+#include <ws2tcpip.h>
+#else
+#include <netdb.h>
+#include <sys/socket.h>
+#endif
 
 namespace luaasio {
 
-resolve_request::resolve_request(loop &l)
-    : object(resolve_kind), owner(l), resolver(l.ctx) {}
+resolve_request::resolve_request(loop &l) : object(resolve_kind), owner(l) {}
 
-void resolve_request::shutdown_all() noexcept { resolver.cancel(); }
+namespace {
+
+struct job {
+  std::string host;
+  int family;
+  std::shared_ptr<loop_link> link;
+  std::weak_ptr<resolve_request> request;
+};
+
+// Made on first use and never destroyed: detached threads may still be in
+// getaddrinfo() when the process exits. For the same reason the library
+// is never unmapped while loaded once (-z nodelete; pinned on Windows).
+struct pool {
+  static constexpr int max_threads = 8;
+  std::mutex m;
+  std::condition_variable cv;
+  std::deque<job> jobs;
+  int threads = 0;
+  int idle = 0;
+};
+
+pool &the_pool() {
+  static pool *p = new pool();
+  return *p;
+}
+
+void lookup(job &j, std::vector<std::string> &out, int &code) {
+  addrinfo hints{};
+  hints.ai_family = j.family == LUAASIO_FAMILY_INET    ? AF_INET
+                    : j.family == LUAASIO_FAMILY_INET6 ? AF_INET6
+                                                       : AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  // No AI_ADDRCONFIG: a host without IPv6 routes must still resolve
+  // "localhost" to ::1 when asked for IPv6.
+  addrinfo *res = nullptr;
+  int rc = getaddrinfo(j.host.c_str(), nullptr, &hints, &res);
+  if (rc != 0) {
+    code = rc == EAI_MEMORY ? LUAASIO_ENOMEM : LUAASIO_ENOTRESOLVED;
+    return;
+  }
+  std::unique_ptr<addrinfo, void (*)(addrinfo *)> owner(res, freeaddrinfo);
+  for (addrinfo *a = res; a; a = a->ai_next) {
+    char text[INET6_ADDRSTRLEN] = "";
+    const void *addr = nullptr;
+    if (a->ai_family == AF_INET)
+      addr = &reinterpret_cast<sockaddr_in *>(a->ai_addr)->sin_addr;
+    else if (a->ai_family == AF_INET6)
+      addr = &reinterpret_cast<sockaddr_in6 *>(a->ai_addr)->sin6_addr;
+    if (!addr || !inet_ntop(a->ai_family, const_cast<void *>(addr), text, sizeof text))
+      continue;
+    if (std::find(out.begin(), out.end(), text) == out.end())
+      out.emplace_back(text);
+  }
+  code = out.empty() ? LUAASIO_ENOTRESOLVED : static_cast<int>(out.size());
+}
+
+// Hands the result to the request's loop, if both still exist.
+void deliver(job &j, std::vector<std::string> addresses, int code) {
+  std::lock_guard<std::mutex> g(j.link->m);
+  loop *l = j.link->target;
+  if (!l)
+    return;
+  // Copies of the request: if posting throws, a retry still names it.
+  asio::post(l->ctx, [req = j.request, addresses = std::move(addresses), code]() mutable {
+    std::shared_ptr<resolve_request> r = req.lock();
+    if (!r || !r->open)
+      return;
+    r->addresses = std::move(addresses); // a move: nothing to allocate, nothing to throw
+    r->owner.push(r->slot, code, r.get());
+  });
+}
+
+void worker() {
+  pool &p = the_pool();
+  for (;;) {
+    job j;
+    {
+      std::unique_lock<std::mutex> g(p.m);
+      ++p.idle;
+      p.cv.wait(g, [&] { return !p.jobs.empty(); });
+      --p.idle;
+      j = std::move(p.jobs.front());
+      p.jobs.pop_front();
+    }
+    try {
+      std::vector<std::string> addresses;
+      int code = LUAASIO_ENOTRESOLVED;
+      lookup(j, addresses, code);
+      deliver(j, std::move(addresses), code);
+    } catch (...) {
+      try {
+        deliver(j, {}, LUAASIO_ENOMEM);
+      } catch (...) {
+      }
+    }
+  }
+}
+
+void pin_library() {
+#if defined(_WIN32)
+  static bool pinned = [] {
+    HMODULE self;
+    GetModuleHandleExA(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_PIN,
+                       reinterpret_cast<LPCSTR>(&pin_library), &self);
+    return true;
+  }();
+  (void)pinned;
+#endif
+}
+
+void submit(job j) {
+  pin_library();
+  pool &p = the_pool();
+  std::lock_guard<std::mutex> g(p.m);
+  p.jobs.push_back(std::move(j));
+  if (p.idle < int(p.jobs.size()) && p.threads < pool::max_threads) {
+    try {
+      std::thread(worker).detach();
+      ++p.threads;
+    } catch (...) {
+      if (p.threads == 0) {
+        p.jobs.pop_back();
+        throw;
+      }
+      // The threads there are will get to it.
+    }
+  }
+  p.cv.notify_one();
+}
+
+} // namespace
 
 } // namespace luaasio
 
@@ -28,39 +174,16 @@ LUAASIO_EXPORT int32_t luaasio_resolve(luaasio_loop *l, int32_t slot, const char
   LUAASIO_TRY
   auto r = std::make_shared<resolve_request>(*l);
   r->slot = slot;
+  job j{host, family, l->link, r};
   int32_t h = l->add(r);
   if (h < 0)
     return h;
-  auto done = [r, family](const error_code &ec,
-                          const asio::ip::tcp::resolver::results_type &results) {
-    if (!r->open)
-      return;
-    if (ec) {
-      int code = map_error(ec);
-      r->owner.push(r->slot, code == LUAASIO_ECLOSED ? code : LUAASIO_ENOTRESOLVED, r.get());
-      return;
-    }
-    for (const auto &entry : results) {
-      auto addr = entry.endpoint().address();
-      if ((family == LUAASIO_FAMILY_INET && !addr.is_v4()) ||
-          (family == LUAASIO_FAMILY_INET6 && !addr.is_v6()))
-        continue;
-      std::string text = addr.to_string();
-      if (std::find(r->addresses.begin(), r->addresses.end(), text) == r->addresses.end())
-        r->addresses.push_back(std::move(text));
-    }
-    int n = static_cast<int>(r->addresses.size());
-    r->owner.push(r->slot, n > 0 ? n : LUAASIO_ENOTRESOLVED, r.get());
-  };
-  // No AI_ADDRCONFIG: a host without IPv6 routes must still resolve
-  // "localhost" to ::1 when asked for IPv6.
-  auto flags = asio::ip::resolver_base::flags();
-  if (family == LUAASIO_FAMILY_INET)
-    r->resolver.async_resolve(asio::ip::tcp::v4(), host, "", flags, done);
-  else if (family == LUAASIO_FAMILY_INET6)
-    r->resolver.async_resolve(asio::ip::tcp::v6(), host, "", flags, done);
-  else
-    r->resolver.async_resolve(host, "", flags, done);
+  try {
+    submit(std::move(j));
+  } catch (...) {
+    l->release(h);
+    throw;
+  }
   return h;
   LUAASIO_CATCH
 }

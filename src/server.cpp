@@ -1,5 +1,6 @@
 // Listening sockets and the accept loop.
 #include "loop.hpp"
+#include "server.hpp"
 #include "endpoint.hpp"
 
 #include <chrono>
@@ -14,16 +15,18 @@ namespace luaasio {
 server::server(loop &l)
     : object(server_kind), owner(l), acceptor(l.ctx), backoff(l.ctx) {}
 
-void server::shutdown_all() noexcept {
+void server::close_all() noexcept {
   error_code ec;
+  if (!counted_closed) {
+    counted_closed = true;
+    --owner.open_servers;
+  }
 #if defined(BOOST_ASIO_HAS_LOCAL_SOCKETS)
   // Remove the socket file this server created, unless it was replaced.
   if (!unix_path.empty()) {
     struct stat st;
-    int fd = acceptor.native_handle();
-    struct stat mine;
-    if (fd >= 0 && fstat(fd, &mine) == 0 && stat(unix_path.c_str(), &st) == 0 &&
-        S_ISSOCK(st.st_mode) && st.st_ino == mine.st_ino && st.st_dev == mine.st_dev)
+    if (stat(unix_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
+        uint64_t(st.st_dev) == unix_dev && uint64_t(st.st_ino) == unix_ino)
       ::unlink(unix_path.c_str());
   }
 #endif
@@ -39,31 +42,114 @@ static bool out_of_resources(const error_code &ec) {
          ec == boost::system::errc::too_many_files_open_in_system;
 }
 
-void server::accept_next() {
-  pending = std::make_shared<conn>(owner);
-  acceptor.async_accept(pending->sock, [self = shared_from_this()](const error_code &ec) {
-    if (!self->open)
-      return;
-    if (ec) {
-      // Out of descriptors the listen queue stays readable; accepting again
-      // at once would spin. Retry later, serving existing connections.
-      if (out_of_resources(ec)) {
-        self->backoff.expires_after(std::chrono::milliseconds(100));
-        self->backoff.async_wait([self](const error_code &) {
-          if (self->open)
-            self->accept_next();
-        });
-      } else {
+void server::retry_later() noexcept {
+  try {
+    backoff.expires_after(std::chrono::milliseconds(100));
+    backoff.async_wait([self = shared_from_this()](const error_code &) {
+      if (self->open)
         self->accept_next();
+    });
+  } catch (...) {
+    // Not even the timer: the next poll tries again.
+    stalled = true;
+    if (!deferred && owner.deferred.size() < owner.deferred.capacity()) {
+      deferred = true;
+      owner.deferred.push_back(shared_from_this());
+    }
+  }
+}
+
+bool server::deliver_pending() noexcept {
+  try {
+    std::shared_ptr<conn> c = pending;
+    int32_t h = owner.add(pending); // may throw: `pending` still holds it then
+    pending.reset();
+    if (h > 0) {
+      if (max_conns > 0) {
+        c->accepted_by = shared_from_this();
+        ++open_conns;
       }
+      owner.push(slot, h, this);
+    }
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+void server::accept_next() noexcept {
+  if (!open || paused)
+    return;
+  if (pending && pending->sock.is_open()) {
+    // A connection accepted while memory ran out, not yet handed over.
+    if (!deliver_pending()) {
+      retry_later();
       return;
     }
-    prepare_socket(*self->pending, self->family);
-    int32_t h = self->owner.add(std::move(self->pending));
-    if (h > 0)
-      self->owner.push(self->slot, h, self.get());
-    self->accept_next();
-  });
+  }
+  try {
+    pending = std::make_shared<conn>(owner);
+    acceptor.async_accept(pending->sock, [self = shared_from_this()](const error_code &ec) {
+      if (!self->open)
+        return;
+      if (ec) {
+        // Out of descriptors the listen queue stays readable; accepting
+        // again at once would spin. Retry later, serving what is open.
+        if (out_of_resources(ec))
+          self->retry_later();
+        else
+          self->accept_next();
+        return;
+      }
+      prepare_socket(*self->pending, self->family);
+      if (!self->deliver_pending()) {
+        // Out of memory: the accepted socket stays in `pending` and is
+        // delivered when accepting resumes, after a pause.
+        self->retry_later();
+        return;
+      }
+      self->after_accept();
+    });
+  } catch (...) {
+    retry_later();
+  }
+}
+
+void server::after_accept() noexcept {
+  if (max_conns > 0 && open_conns >= max_conns) {
+    paused = true;
+    return;
+  }
+  if (budget_run != owner.runs) {
+    budget_run = owner.runs;
+    accepted_in_run = 0;
+  }
+  if (++accepted_in_run < server_accept_budget) {
+    accept_next();
+  } else if (!deferred) {
+    // Capacity for one entry per open server is reserved at open.
+    deferred = true;
+    owner.deferred.push_back(shared_from_this());
+  }
+}
+
+void server::conn_closed() noexcept {
+  --open_conns;
+  if (paused && open && (max_conns <= 0 || open_conns < max_conns)) {
+    paused = false;
+    accept_next();
+  }
+}
+
+void rearm_deferred(loop &l) noexcept {
+  for (size_t i = 0; i < l.deferred.size(); ++i) {
+    auto *s = static_cast<server *>(l.deferred[i].get());
+    s->deferred = false;
+    s->stalled = false;
+    if (s->open && !s->paused)
+      s->accept_next();
+  }
+  l.deferred.clear(); // keeps the capacity
 }
 
 static int listen_on(server &s, const stream::endpoint &ep, int backlog, int flags,
@@ -106,9 +192,13 @@ static int32_t open_server(loop *l, int32_t slot, const stream::endpoint &ep, in
   int rc = listen_on(*s, ep, backlog, flags, ip);
   if (rc < 0)
     return rc;
+  l->deferred.reserve(l->deferred.size() + l->open_servers + 2);
+  ++l->open_servers;
   int32_t h = l->add(s);
-  if (h < 0)
+  if (h < 0) {
+    --l->open_servers;
     return h;
+  }
   s->accept_next();
   return h;
 }
@@ -141,10 +231,34 @@ LUAASIO_EXPORT int32_t luaasio_server_open_unix(luaasio_loop *l, int32_t slot,
   if (rc < 0)
     return rc;
   int32_t h = open_server(l, slot, ep, backlog, 0, false);
-  if (h > 0)
-    l->get<server>(h)->unix_path = path;
+#if defined(BOOST_ASIO_HAS_LOCAL_SOCKETS)
+  if (h > 0) {
+    // Right after bind(): the file there now is the one this server made.
+    server *s = l->get<server>(h);
+    struct stat st;
+    if (stat(path, &st) == 0) {
+      s->unix_dev = uint64_t(st.st_dev);
+      s->unix_ino = uint64_t(st.st_ino);
+      s->unix_path = path;
+    }
+  }
+#endif
   return h;
   LUAASIO_CATCH
+}
+
+LUAASIO_EXPORT int luaasio_server_set_max(luaasio_loop *l, int32_t h, int max) {
+  if (!l || max < 0)
+    return LUAASIO_EINVAL;
+  server *s = l->get<server>(h);
+  if (!s)
+    return LUAASIO_EBADF;
+  s->max_conns = max;
+  if (s->paused && (max == 0 || s->open_conns < max)) {
+    s->paused = false;
+    s->accept_next();
+  }
+  return LUAASIO_OK;
 }
 
 LUAASIO_EXPORT int luaasio_server_port(luaasio_loop *l, int32_t h) {

@@ -1047,7 +1047,9 @@ test('unix: a server and a connection on a socket path', function()
   with_sock_path('echo', function(path)
     go(function(own)
       local c, peer = own(pair('unix:' .. path))
-      truthy(exists(path), 'the socket file exists')
+      -- pair() closed its server once connected: the file went with it,
+      -- and the connections live on.
+      eq(exists(path), false, 'the socket file went with its server')
       eq(peer:local_address(), path, 'server side local address is the path')
       eq(select(2, peer:local_address()), 0, 'port is 0')
       eq(c:remote_address(), path, 'client remote address is the path')
@@ -1070,17 +1072,17 @@ test("unix: a path that already exists → nil, 'address in use'", function()
   with_sock_path('inuse', function(path)
     go(function(own)
       local srv = own(assert(asio.server('unix:' .. path, function(conn) conn:close() end)))
+      truthy(exists(path), 'the socket file exists while the server is open')
       local dup, err = asio.server('unix:' .. path, function() end)
       own(dup)
       eq(dup, nil, 'second server on a live socket path')
       eq(err, 'address in use', 'error')
       srv:close()
-      -- The socket file stays after close: remove it before listening again.
-      if exists(path) then
-        dup, err = asio.server('unix:' .. path, function() end)
-        own(dup)
-        eq(err, 'address in use', 'server on a stale socket file')
-      end
+      -- close() removed the socket file: the path can be listened on again.
+      eq(exists(path), false, 'socket file removed on close')
+      local again = own(assert(asio.server('unix:' .. path, function() end)))
+      again:close()
+      eq(exists(path), false, 'removed again')
       -- A regular file in the way.
       os.remove(path)
       local f = assert(io.open(path, 'w')); f:close()
@@ -1088,6 +1090,44 @@ test("unix: a path that already exists → nil, 'address in use'", function()
       own(dup)
       eq(dup, nil, 'server on a regular file')
       eq(err, 'address in use', 'error')
+    end)
+  end)
+end)
+
+-- Binds a raw Unix socket to `path` and closes it, leaving the file behind
+-- as a process that died would (Linux).
+local function stale_socket_file(path)
+  for _, decl in ipairs({ 'int socket(int, int, int);', 'int close(int);',
+                          'int bind(int, const void *, unsigned int);' }) do
+    pcall(ffi.cdef, decl)
+  end
+  local fd = ffi.C.socket(1, jit.arch:match('^mips') and 2 or 1, 0)
+  local sa = ffi.new('uint8_t[110]')
+  ffi.cast('uint16_t *', sa)[0] = 1
+  ffi.copy(sa + 2, path)
+  assert(fd >= 0 and ffi.C.bind(fd, sa, 110) == 0, 'raw bind')
+  ffi.C.close(fd)
+  assert(exists(path), 'stale socket file made')
+end
+
+test('unix: close never removes a socket file that was replaced meanwhile', function()
+  if ffi.os ~= 'Linux' then T.skip('the stale socket file is made with Linux calls') end
+  with_sock_path('replaced', function(path)
+    go(function(own)
+      local srv = own(assert(asio.server('unix:' .. path, function() end)))
+      -- Another process removes our file and binds its own at the path.
+      os.remove(path)
+      stale_socket_file(path)
+      srv:close()
+      eq(exists(path), true, "the other process's socket file is still there")
+      os.remove(path)
+      -- A regular file put in the place of ours is left alone too.
+      srv = own(assert(asio.server('unix:' .. path, function() end)))
+      os.remove(path)
+      local f = assert(io.open(path, 'w')); f:close()
+      srv:close()
+      eq(exists(path), true, 'the regular file is still there')
+      os.remove(path)
     end)
   end)
 end)
@@ -1172,14 +1212,14 @@ test('unix: bad paths are errors, not crashes', function()
       local c, cerr = asio.connect(long)
       own(c)
       eq(cerr, 'bad address', 'connect to a long path')
-      -- A socket file nobody listens on any more.
-      srv = own(assert(asio.server('unix:' .. path, function() end)))
-      srv:close()
-      if exists(path) then
+      -- A socket file nobody listens on any more (left by another process).
+      if ffi.os == 'Linux' then
+        stale_socket_file(path)
         c, cerr = asio.connect('unix:' .. path)
         own(c)
         eq(c, nil, 'connection to a stale socket')
         eq(cerr, 'connection refused', 'error')
+        os.remove(path)
       end
     end)
   end)

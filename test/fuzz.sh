@@ -6,7 +6,7 @@
 # Usage: test/fuzz.sh [target...]    (default: all targets)
 # Environment:
 #   FUZZ_SECONDS   time per target, default 60
-#   FUZZ_JOBS      targets run at once, default 3 (all; fuzz_abi and
+#   FUZZ_JOBS      targets run at once, default 4 (all; fuzz_abi and
 #                  fuzz_address spend much of their time in system calls)
 #   FUZZ_RSS_MB    memory limit per target, default 2048
 #   CXX            the clang++ to use, default clang++
@@ -21,9 +21,9 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 RSS_MB=${FUZZ_RSS_MB:-2048}
 CXX=${CXX:-clang++}
-ALL_TARGETS="fuzz_sockaddr fuzz_address fuzz_abi"
+ALL_TARGETS="fuzz_sockaddr fuzz_address fuzz_abi fuzz_udp"
 TARGETS=${*:-$ALL_TARGETS}
-JOBS=${FUZZ_JOBS:-3}
+JOBS=${FUZZ_JOBS:-4}
 if [ "$JOBS" -lt 1 ]; then JOBS=1; fi
 OUT=build-fuzz
 

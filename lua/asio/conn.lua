@@ -134,7 +134,7 @@ end
 -- is most likely empty now, so the next read goes straight to waiting
 -- instead of spending another one on "would block". On epoll a wait armed
 -- right after "would block" is free, so there every wait follows a read.
-local SKIP_AFTER_SHORT_READ = C.luaasio_read_first() == 0
+local SKIP_AFTER_SHORT_READ = C.luaasio_read_wait_cheap_after_eagain() == 0
 
 local function recv(c, want)
   local r = C.luaasio_conn_read(loop, c.h, rbuf, want)

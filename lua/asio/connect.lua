@@ -90,7 +90,9 @@ local function connect_list(t, list, port, deadline)
     local c, err = connect_ip(t, list[i], port, deadline)
     if c then return c end
     last = err
-    if err == ETIMEDOUT then break end
+    -- A timeout ends the attempt only once the caller's deadline has
+    -- passed; the kernel's own connect timeout moves on to the next address.
+    if err == ETIMEDOUT and deadline and C.luaasio_now() >= deadline then break end
   end
   return nil, strerror(last)
 end

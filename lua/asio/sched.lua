@@ -16,6 +16,7 @@ local getmetatable, setmetatable = getmetatable, setmetatable
 local argerr, outside = check.argerr, check.outside
 
 local ETIMEDOUT = C.LUAASIO_ETIMEDOUT
+local ESTOPPED = C.LUAASIO_ESTOPPED
 local loop, events, MAX_EVENTS = S.loop, S.events, S.MAX_EVENTS
 local th_co, th_seq, th_tok, th_io = S.th_co, S.th_seq, S.th_tok, S.th_io
 local th_dl, th_hidx, th_cv, th_cvi = S.th_dl, S.th_hidx, S.th_cv, S.th_cvi
@@ -276,6 +277,8 @@ function M.run()
       local n = C.luaasio_poll(loop, events, MAX_EVENTS, timeout)
       if n > 0 then
         dispatch(n)
+      elseif n == ESTOPPED then
+        stopped = true   -- this loop's owner thread asked it to stop
       elseif n < 0 then
         report(strerror(n), 'asio: poll failed: ' .. strerror(n))
       end

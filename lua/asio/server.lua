@@ -50,7 +50,7 @@ end
 local handler_error
 local function traceback(err)
   handler_error = err
-  return debug.traceback(tostring(err), 2)
+  return debug.traceback(sched.describe(err), 2)
 end
 
 -- The handler runs on the loop, not in a light thread. If it raises, the
@@ -90,6 +90,10 @@ local function server(ip, port, handler, opts)
       end
       backlog = opts.backlog
     end
+    if opts.max_connections ~= nil and
+        not (is_count(opts.max_connections) and opts.max_connections < 2 ^ 31) then
+      error("bad argument #" .. (hn + 1) .. " to 'server' (max_connections must be a non-negative integer)", 2)
+    end
     if opts.reuseport then flags = flags + C.LUAASIO_SERVER_REUSEPORT end
     if opts.ipv6_only then flags = flags + C.LUAASIO_SERVER_V6ONLY end
   end
@@ -102,6 +106,9 @@ local function server(ip, port, handler, opts)
     h = C.luaasio_server_open(loop, token, hosts[ip] or ip, port, backlog, flags)
   end
   if h < 0 then return nil, strerror(h) end
+  if opts and opts.max_connections and opts.max_connections > 0 then
+    C.luaasio_server_set_max(loop, h, opts.max_connections)
+  end
   local label
   if unix then
     label = ip

@@ -1,0 +1,40 @@
+// Connections: a stream socket handed to Lua, with its readiness waits.
+#pragma once
+
+#include "reactor_wait.hpp"
+
+namespace luaasio {
+
+struct conn final : object, std::enable_shared_from_this<conn> {
+  static constexpr kind_t static_kind = conn_kind;
+  explicit conn(loop &l);
+  void close_all() noexcept override;
+  void start_wait(int dir);
+
+  void on_wait(int dir);
+
+  loop &owner;
+  conn_socket sock;
+#if LUAASIO_DIRECT_READ_WAIT
+  read_wait_op read_wait;
+#endif
+  int32_t wait_slot[2] = {-1, -1};
+  bool waiting[2] = {false, false};
+  // Until the connect completes the socket is still blocking, and a read
+  // could also consume the error the connect is to report: reads and writes
+  // answer "would block" meanwhile.
+  bool connecting = false;
+  int32_t connect_slot = -1;
+  // loop::runs when the last read returned EAGAIN (0: it did not)
+  uint32_t eagain_at = 0;
+  bool nodelay_pending = false; // TCP_NODELAY still to be set (see prepare_socket)
+  bool wrote = false;
+  // The server that accepted it, while that counts its open connections.
+  std::shared_ptr<struct server> accepted_by;
+};
+
+// Readies a connected or accepted socket of the given address family for
+// Lua (non-blocking, TCP_NODELAY before the second write).
+void prepare_socket(conn &c, int family);
+
+} // namespace luaasio
