@@ -200,9 +200,12 @@ end)
 
 test('a connect is abandoned cleanly by its timeout', function()
   go(function()
-    -- A listener with backlog 0 that never accepts: once its queue is full
-    -- the kernel drops further SYNs, so those connects hang until timeout.
-    local srv = assert(asio.server('127.0.0.1', 0, function() end, { backlog = 1 }))
+    -- A listener that accepts one connection and then no more
+    -- (max_connections), with a queue of one: once the queue is full the
+    -- kernel drops further SYNs, so those connects hang until timeout.
+    local held = {}
+    local srv = assert(asio.server('127.0.0.1', 0, function(c) held[#held + 1] = c end,
+      { backlog = 1, max_connections = 1 }))
     local port = srv:port()
     local results = {}
     local waits = {}
@@ -218,6 +221,8 @@ test('a connect is abandoned cleanly by its timeout', function()
       results[r] = (results[r] or 0) + 1
     end
     for r in pairs(results) do assert(r == 'connected' or r == 'timeout', r) end
+    assert((results.timeout or 0) >= 4, 'connects that timed out: ' .. tostring(results.timeout))
+    for _, c in ipairs(held) do c:close() end
     srv:close()
   end)
 end)

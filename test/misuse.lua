@@ -156,3 +156,68 @@ test('misuse errors point at the line of the call', function()
     c:close()
   end)
 end)
+
+test('the message for a library that cannot be loaded names each path once', function()
+  if T.windows then T.skip('needs a POSIX shell') end
+  local missing = '/nonexistent-' .. (T.pid() or 'x') .. '/libluaasio.so'
+  local p = io.popen(('cd %s && LUAASIO_LIB=%s ./test/luajit -e "require \'asio\'" 2>&1'):format(T.root, missing))
+  local out = p:read('*a')
+  p:close()
+  assert(out:find('cannot load the LuaAsio library', 1, true), out)
+  local _, n = out:gsub(missing:gsub('%p', '%%%0'), '')
+  eq(n, 1, 'times the path appears in:\n' .. out)
+end)
+
+test('asio.stop() before run() is ignored: the next run() runs as usual', function()
+  local steps = {}
+  asio.spawn_light_thread(function()
+    asio.sleep(0.01)
+    steps[#steps + 1] = 'slept'
+  end)
+  asio.stop()
+  asio.run()
+  eq(table.concat(steps, ','), 'slept', 'what run() ran')
+end)
+
+---------------------------------------------------------------------------
+-- Errors that are hard to report, and yields nobody resumes
+---------------------------------------------------------------------------
+
+test('an error object whose __tostring raises is reported; run() goes on', function()
+  local reports = {}
+  asio.on_error(function(err, trace) reports[#reports + 1] = trace end)
+  local bad = setmetatable({}, { __tostring = function() error('no text for you') end })
+  local th
+  local ok, err = pcall(T.go, function()
+    th = asio.spawn_light_thread(function() error(bad) end)
+    local r, e = asio.join(th)
+    T.eq(r, nil, 'join result')
+    T.eq(e, bad, 'the error object itself')
+  end)
+  asio.on_error(nil)
+  assert(ok, err)
+  T.eq(#reports, 1, 'reports')
+  assert(reports[1]:find('__tostring failed', 1, true), reports[1])
+end)
+
+test('a raw coroutine.yield() in a light thread gives the others a turn', function()
+  T.go(function()
+    local order = {}
+    local a = asio.spawn_light_thread(function()
+      for i = 1, 3 do
+        order[#order + 1] = 'a' .. i
+        T.eq(coroutine.yield('ignored'), nil, 'what the yield returns')
+      end
+      return 'a done'
+    end)
+    local b = asio.spawn_light_thread(function()
+      for i = 1, 3 do
+        order[#order + 1] = 'b' .. i
+        coroutine.yield()
+      end
+    end)
+    T.eq(asio.join(a), 'a done', 'the yielding thread finished')
+    asio.join(b)
+    T.eq(table.concat(order, ' '), 'a1 b1 a2 b2 a3 b3', 'turns taken')
+  end)
+end)

@@ -194,3 +194,25 @@ test('the default report of an accept handler error names the server address', f
   assert(out:find('asio: error in server handler on [::1]:' .. port .. ': ', 1, true), out)
   assert(out:find('nope', 1, true), out)
 end)
+
+test('the echo example on :: shows its address as [::]:PORT', function()
+  if T.windows then T.skip('needs a POSIX shell') end
+  local probe = asio.server('::1', 0, function(c) c:close() end)
+  if not probe then T.skip('IPv6 is not available') end
+  probe:close()
+  local out = os.tmpname()
+  local pid = sh(('cd %s && (timeout 30 ./test/luajit examples/echo_server.lua :: 0 > %s 2>&1 & echo $!)')
+    :format(T.root, out)):match('%d+')
+  local ok, err = pcall(go, function()
+    local text
+    for _ = 1, 500 do
+      text = slurp(out)
+      if text:find('\n', 1, true) then break end
+      asio.sleep(0.02)
+    end
+    assert(text:match('^echo server listening on %[::%]:%d+\n$'), 'output: ' .. text)
+  end)
+  os.execute('kill ' .. pid .. ' 2>/dev/null')
+  os.remove(out)
+  assert(ok, err)
+end)

@@ -38,15 +38,27 @@ local M = {}
 -- Error reports
 ---------------------------------------------------------------------------
 
+-- tostring() that never raises: an error object whose __tostring fails
+-- must still be reported, and must not take run() down.
+local function describe(v)
+  local ok, text = pcall(tostring, v)
+  if ok and type(text) == 'string' then return text end
+  return ('(a %s error object whose __tostring failed: %s)'):format(type(v),
+    ok and 'it returned a ' .. type(text) or select(2, pcall(tostring, text)) or '?')
+end
+M.describe = describe
+
 -- `what` names where the error was raised; nil: in a light thread.
 local function report_default(err, trace, what)
-  io.stderr:write('asio: error in ', what or 'light thread', ': ', tostring(trace or err), '\n')
+  io.stderr:write('asio: error in ', what or 'light thread', ': ', describe(trace or err), '\n')
 end
 local reporter = report_default
 
 local function report(err, trace, what)
   local ok, e = pcall(reporter, err, trace, what)
-  if not ok then report_default(err, trace .. '\n(error handler failed: ' .. tostring(e) .. ')', what) end
+  if not ok then
+    report_default(err, describe(trace) .. '\n(error handler failed: ' .. describe(e) .. ')', what)
+  end
 end
 M.report = report
 
@@ -155,10 +167,21 @@ end
 local function after_resume(s, prev, ok, ...)
   S.current = prev
   if ok then
-    if ... ~= PARKED and co_status(th_co[s]) == 'dead' then finish(s, true, ...) end
+    if ... ~= PARKED then
+      if co_status(th_co[s]) == 'dead' then
+        finish(s, true, ...)
+      else
+        -- A raw coroutine.yield() at the light thread's own level: there is
+        -- no resumer but the scheduler, so it is taken as asio.sleep(0), a
+        -- turn for the others. The yield returns nil.
+        ready_tail = ready_tail + 1
+        ready_t[ready_tail] = s
+        ready_r[ready_tail] = nil
+      end
+    end
   else
     local err = ...
-    report(err, debug.traceback(th_co[s], tostring(err)))
+    report(err, debug.traceback(th_co[s], describe(err)))
     finish(s, false, err)
   end
 end
