@@ -494,3 +494,56 @@ T.test('pool: Unix socket connections pool under their path or name', function()
     srv:close()
   end)
 end)
+
+-- JIT health of the layers' hot paths: receive(n) and send must compile;
+-- a trace may stop only at the coroutine boundary.
+T.test('JIT health: ngx and LuaSocket receive(n) and send compile without NYI aborts', function()
+  if not jit or not jit.status() then T.skip('the JIT is off') end
+  local jutil = require 'jit.util'
+  local vmdef = require 'jit.vmdef'
+  local ngx = require 'asio.ngx'
+  local sock = require 'asio.socket'
+  local stopped, bad = {}, {}
+  local function mine(func)
+    local info = jutil.funcinfo(func)
+    return info and info.source and (info.source:find('asio/ngx.lua', 1, true) or info.source:find('asio/socket.lua', 1, true))
+  end
+  local function recorder(what, _, func, pc, otr, oex)
+    if what == 'stop' and mine(func) then
+      stopped[#stopped + 1] = jutil.funcinfo(func).loc
+    elseif what == 'abort' and mine(func) then
+      local msg = vmdef.traceerr[otr] or tostring(otr)
+      if type(oex) == 'number' and msg:find('%%d') then msg = msg:format(oex) end
+      if msg:find('NYI', 1, true) and not msg:find('coroutine', 1, true) then
+        bad[#bad + 1] = jutil.funcinfo(func, pc).loc .. ': ' .. msg
+      end
+    end
+  end
+  jit.flush()
+  jit.opt.start('hotloop=10', 'hotexit=2')
+  jit.attach(recorder, 'trace')
+  local ok, err = pcall(T.go, function()
+    local msg = ('m'):rep(64)
+    local srv, port = T.server(function(c)
+      while true do
+        local d = c:read(64)
+        if not d or not c:write(d) then break end
+      end
+      c:close()
+    end)
+    local s = ngx.socket.tcp()
+    assert(s:connect('127.0.0.1', port))
+    local l = assert(sock.connect('127.0.0.1', port))
+    for _ = 1, 300 do
+      for _ = 1, 5 do assert(s:send(msg)); assert(l:send(msg)) end
+      for _ = 1, 5 do T.eq(s:receive(64), msg); T.eq(l:receive(64), msg) end
+    end
+    s:close(); l:close()
+    srv:close()
+  end)
+  jit.attach(recorder)
+  jit.opt.start('hotloop=56', 'hotexit=10')
+  assert(ok, err)
+  assert(#stopped > 0, 'no trace of the layers was compiled')
+  assert(#bad == 0, 'NYI aborts:\n  ' .. table.concat(bad, '\n  '))
+end)
