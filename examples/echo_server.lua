@@ -14,7 +14,9 @@ local s = assert(asio.server(ip, port, function(con)
     c:close()
   end, con)
 end))
-print(('echo server listening on %s:%d'):format(ip, s:port()))
+-- an IPv6 address goes in brackets, as in a URL: [::]:7000
+local shown = ip:find(':', 1, true) and '[' .. ip .. ']' or ip
+print(('echo server listening on %s:%d'):format(shown, s:port()))
 io.stdout:flush()
 
 asio.run()

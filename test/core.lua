@@ -383,9 +383,12 @@ end)
 -- Garbage collection and leaks
 ---------------------------------------------------------------------------
 
-test('garbage-collected connections and servers release their sockets', function()
+test('garbage-collected connections release their sockets; closed servers too', function()
   if not T.fd_count() then T.skip('no /proc/self/fd') end
   go(function()
+    -- a fresh baseline: sockets of earlier tests are collected first
+    collectgarbage()
+    collectgarbage()
     local before = T.fd_count()
     for _ = 1, 5 do
       local srv, port = T.server(function(c)
@@ -396,6 +399,7 @@ test('garbage-collected connections and servers release their sockets', function
       local c = assert(asio.connect('127.0.0.1', port))
       asio.sleep(0.03)
       c = nil
+      srv:close()   -- an open server is held until closed
       srv = nil
       collectgarbage()
       collectgarbage()
@@ -403,10 +407,7 @@ test('garbage-collected connections and servers release their sockets', function
     asio.sleep(0.01)
     collectgarbage()
     collectgarbage()
-    -- (at most as many: the count before may include a socket of an earlier
-    -- test that the collector had not reached yet)
-    local after = T.fd_count()
-    assert(after <= before, ('open descriptors: %d before, %d after'):format(before, after))
+    eq(T.fd_count(), before, 'open descriptors after a full collection')
     eq(asio.stats().servers, 0, 'servers')
   end)
 end)
@@ -493,9 +494,9 @@ test('an error in an accept handler is reported and the server keeps accepting',
       asio.spawn_light_thread(function() c:write('ok') c:close() end)
     end))
     local port = srv:port()
-    -- the first connection is left to the garbage collector
+    -- the handler raised without handing the first connection on: closed
     local c1 = assert(asio.connect('127.0.0.1', port))
-    c1:settimeout(0.05)
+    c1:settimeout(5)
     local d1, e1 = c1:read(2)
     c1:close()
     local c2 = assert(asio.connect('127.0.0.1', port))
@@ -503,7 +504,7 @@ test('an error in an accept handler is reported and the server keeps accepting',
     c2:close()
     srv:close()
     eq(d1, nil, 'first client data')
-    eq(e1, 'timeout', 'first client error')
+    eq(e1, 'eof', 'first client error')
   end)
   asio.on_error(nil)
   assert(ok, err)
@@ -639,7 +640,8 @@ test('get_original_dst without a redirect returns nil, err', function()
     end)
     local c = assert(asio.connect('127.0.0.1', port))
     local msg = c:read_some()
-    assert(msg == 'no original destination' or msg == 'not supported', msg)
+    -- The answer is fixed per platform: Linux has SO_ORIGINAL_DST.
+    eq(msg, jit.os == 'Linux' and 'no original destination' or 'not supported', 'answer')
     c:close()
     srv:close()
   end)

@@ -29,3 +29,26 @@ end
 T.test('the README has Guide examples', function()
   assert(n >= 8, 'found only ' .. n .. ' examples')
 end)
+
+T.test('the ping-pong at the top prints its line with stdout in a file', function()
+  if not T.fd_count() then T.skip('needs a POSIX shell and /proc') end
+  local code = assert(readme:match('```lua\n(.-)```'), 'no first example')
+  assert(code:find("'1234'", 1, true), 'the example no longer uses port 1234')
+  -- a free port instead of 1234; the script runs until killed, as it says
+  local asio = require 'asio'
+  local probe = assert(asio.server('127.0.0.1', 0, function() end))
+  local port = probe:port()
+  probe:close()
+  code = code:gsub('1234', tostring(port))
+  local path, out = os.tmpname(), os.tmpname()
+  local f = io.open(path, 'w')
+  f:write(code)
+  f:close()
+  os.execute(('cd %s && timeout 2 ./test/luajit %s > %s 2>&1'):format(T.root, path, out))
+  f = io.open(out)
+  local output = f:read('*a')
+  f:close()
+  os.remove(path)
+  os.remove(out)
+  T.eq(output, 'ping1-pong\n', 'output')
+end)

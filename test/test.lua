@@ -3,8 +3,8 @@
 -- namespaces that it creates itself.
 local T = require 'testlib'
 
-local suites = { 'core', 'features', 'sockaddr', 'jit', 'faults', 'readme', 'proxy_netns', 'threads',
-  'hardening', 'udp', 'udp_netns', 'compat' }
+local suites = { 'core', 'features', 'sockaddr', 'jit', 'faults', 'readme', 'proxy_netns', 'lines',
+  'servers', 'misuse', 'threads', 'hardening', 'udp', 'udp_netns', 'compat' }
 
 for _, name in ipairs(suites) do
   local path = T.root .. '/test/' .. name .. '.lua'

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 run() {
   LUAASIO_INSTRUMENTED=valgrind \
-  LUAJIT="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite -q luajit" \
+  LUAJIT="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite -q --suppressions=$PWD/test/valgrind.supp luajit" \
     ./test/luajit ./test/test.lua "$1"
 }
 if [ $# -gt 0 ]; then

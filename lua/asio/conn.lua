@@ -28,17 +28,19 @@ local abuf, ADDRSIZE, iport, sabuf = S.abuf, S.ADDRSIZE, S.iport, S.sabuf
 
 -- A connection is a small cdata struct, not a table, for its memory cost.
 -- Bytes received but not yet returned (after a timeout, or past a line's
--- delimiter) are the only Lua-valued state; they live in pend_of, keyed by
--- the handle, and `pend` says whether there are any.
+-- delimiter) are the only Lua-valued state. They live in pend_of, keyed by
+-- the handle, as one string of which only the part from offset `pend` on
+-- is unread: returning a line or a read(n) from it moves the offset instead
+-- of copying the rest. An idle connection has none of this.
 if not pcall(ffi.typeof, 'struct luaasio_lua_conn') then
   ffi.cdef [[
 struct luaasio_lua_conn {
   int32_t h;        /* handle; 0 once closed */
   int32_t reader;   /* slot of the light thread reading, 0 if none */
   int32_t writer;   /* slot of the light thread writing, 0 if none */
-  uint8_t pend;     /* bytes are buffered in pend_of[h] */
+  int32_t pend;     /* 0, or where the unread bytes start in pend_of[h] */
   uint8_t drained;  /* the last read came back short */
-  double rto, wto, cto; /* timeouts in seconds, < 0 for none */
+  double rto, wto;  /* timeouts in seconds, < 0 for none */
 };
 ]]
 end
@@ -65,7 +67,7 @@ local conn_t = ffi.metatype('struct luaasio_lua_conn', {
 })
 
 local function new_conn(h)
-  return conn_t(h, 0, 0, 0, 0, -1, -1, -1)
+  return conn_t(h, 0, 0, 0, 0, -1, -1)
 end
 
 local function check_conn(self, fname)
@@ -74,16 +76,35 @@ local function check_conn(self, fname)
   end
 end
 
+-- Removes and returns the unread buffered bytes.
 local function take_pend(c)
-  local p = pend_of[c.h]
+  local p, o = pend_of[c.h], c.pend
   pend_of[c.h] = nil
   c.pend = 0
+  if o > 1 then p = sub(p, o) end
   return p
 end
 
+-- Buffers `data` as unread.
 local function keep_pend(c, data)
   pend_of[c.h] = data
   c.pend = 1
+end
+
+-- Buffers `p` from offset `off` on as unread (nothing if `off` is past its
+-- end). Once less than half of `p` would be unread, the unread part is
+-- copied out: the memory held stays below twice the unread bytes, and the
+-- copies add up to at most one per byte received.
+local function keep_from(c, p, off)
+  local pl = #p
+  if off > pl then
+    pend_of[c.h] = nil
+    c.pend = 0
+    return
+  end
+  if (pl - off + 1) * 2 < pl then p, off = sub(p, off), 1 end
+  pend_of[c.h] = p
+  c.pend = off
 end
 
 -- Parks `s` until the connection is ready in direction `dir`, the deadline
@@ -123,7 +144,6 @@ end
 
 local function read_slow(c, s, n, parts, have)
   local deadline = false
-  must_park(s)
   c.reader = s
   while have < n do
     local want = n - have
@@ -148,23 +168,34 @@ local function read_slow(c, s, n, parts, have)
   return concat(parts)
 end
 
+-- Every blocking method checks, in this order: self, arguments, that it
+-- runs in a light thread at all (outside), and that it runs in the light
+-- thread's own coroutine (must_park). Only then does it look at the
+-- buffered bytes or the socket, so a misused call changes nothing.
+
 function Conn:read(n)
   local s = S.current
   if not istype(conn_t, self) then check_conn(self, 'read') end
   if not is_count(n) then argerr(1, 'read', 'non-negative integer', n) end
   if not s then outside('read') end
+  must_park(s, 'read')
   local h = self.h
   if h == 0 then return nil, 'closed', '' end
   if self.reader ~= 0 then return nil, 'busy', '' end
   if n == 0 then return '' end
-  if self.pend ~= 0 then
-    local pend = take_pend(self)
-    local pl = #pend
-    if pl >= n then
-      if pl > n then keep_pend(self, sub(pend, n + 1)) end
-      return pl == n and pend or sub(pend, 1, n)
+  local o = self.pend
+  if o ~= 0 then
+    local p = pend_of[h]
+    local avail = #p - o + 1
+    if avail > n then
+      keep_from(self, p, o + n)
+      return sub(p, o, o + n - 1)
     end
-    return read_slow(self, s, n, { pend }, pl)
+    pend_of[h] = nil
+    self.pend = 0
+    if o > 1 then p = sub(p, o) end
+    if avail == n then return p end
+    return read_slow(self, s, n, { p }, avail)
   end
   if self.drained ~= 0 then return read_slow(self, s, n, {}, 0) end
   local want = n < BUFSIZE and n or BUFSIZE
@@ -179,6 +210,7 @@ function Conn:read_some()
   local s = S.current
   if not istype(conn_t, self) then check_conn(self, 'read_some') end
   if not s then outside('read_some') end
+  must_park(s, 'read_some')
   local h = self.h
   if h == 0 then return nil, 'closed' end
   if self.reader ~= 0 then return nil, 'busy' end
@@ -189,7 +221,6 @@ function Conn:read_some()
     if r > 0 then return ffi_string(rbuf, r) end
     if r ~= EAGAIN then return '', strerror(r) end
   end
-  must_park(s)
   local deadline = deadline_of(self.rto)
   self.reader = s
   repeat
@@ -211,49 +242,93 @@ function Conn:read_some()
   return '', strerror(r)
 end
 
--- `cr`: a '\r' just before the delimiter is not counted against `max`
--- (read_line strips it).
+-- Reads up to `delim`. The bytes being searched are `chunk` from offset
+-- `co` on: first the buffered bytes, then each receive. A chunk without the
+-- delimiter goes to the list `parts` (`have` bytes), so a long line costs
+-- one copy per byte, and each chunk is searched once: by itself, and
+-- together with the last #delim - 1 bytes before it (`tail`) for a
+-- delimiter split between two receives. What follows the delimiter stays
+-- buffered with an offset, so each short line costs one copy of itself.
+-- `max` limits the line's length; with `cr` (read_line) a '\r' before the
+-- delimiter is neither counted nor returned.
 local function read_until(self, s, delim, max, inclusive, cr)
-  if self.h == 0 then return nil, 'closed', '' end
+  local h = self.h
+  if h == 0 then return nil, 'closed', '' end
   if self.reader ~= 0 then return nil, 'busy', '' end
-  local buf = self.pend ~= 0 and take_pend(self) or ''
   local dl = #delim
-  local init = 1
+  local chunk, co = nil, 1
+  if self.pend ~= 0 then
+    chunk, co = pend_of[h], self.pend
+    pend_of[h] = nil
+    self.pend = 0
+  end
+  local parts, have, tail, last = nil, 0, '', -1
   local deadline = false
   while true do
-    local i, j = find(buf, delim, init, true)
-    local len = i and i - 1
-    if cr and len and len > 0 and byte(buf, len) == 13 then len = len - 1 end
-    if i and (not max or len <= max) then
-      if j < #buf then keep_pend(self, sub(buf, j + 1)) end
-      self.reader = 0
-      return inclusive and sub(buf, 1, j) or sub(buf, 1, i - 1)
+    if chunk then
+      local cl = #chunk
+      local i, j, len   -- delimiter in chunk (i < co: it starts in tail), line length
+      if tail ~= '' then
+        local a = find(tail .. sub(chunk, co, co + dl - 2), delim, 1, true)
+        if a then
+          i = co + a - 1 - #tail
+          j = i + dl - 1
+        end
+      end
+      if not i then i, j = find(chunk, delim, co, true) end
+      local strip = false
+      if i then
+        len = have + i - co
+        if cr and len > 0 and (i > co and byte(chunk, i - 1) or last) == 13 then
+          strip = true
+          len = len - 1
+        end
+      end
+      if i and (not max or len <= max) then
+        keep_from(self, chunk, j + 1)
+        local e = inclusive and j or i - 1
+        if strip then e = e - 1 end
+        if not parts then return sub(chunk, co, e) end
+        if e >= co then
+          parts[#parts + 1] = sub(chunk, co, e)
+          return concat(parts)
+        end
+        -- the line ends in the bytes before this chunk
+        return sub(concat(parts), 1, have + e - co + 1)
+      end
+      if max and (i or have + cl - co + 1 >= max + dl + (cr and 1 or 0)) then
+        -- The line would exceed `max`: keep everything for later reads.
+        if parts then
+          parts[#parts + 1] = sub(chunk, co)
+          keep_pend(self, concat(parts))
+        else
+          keep_from(self, chunk, co)
+        end
+        return nil, 'line too long', ''
+      end
+      local piece = co == 1 and chunk or sub(chunk, co)
+      if not parts then parts = {} end
+      parts[#parts + 1] = piece
+      have = have + #piece
+      if dl > 1 then
+        tail = #piece >= dl - 1 and sub(piece, 1 - dl) or sub(tail .. piece, 1 - dl)
+      end
+      last = byte(piece, -1)
+      chunk = nil
     end
-    if max and (i or #buf >= max + dl + (cr and 1 or 0)) then
-      -- The line would exceed `max`: keep everything for later reads.
-      if buf ~= '' then keep_pend(self, buf) end
-      self.reader = 0
-      return nil, 'line too long', ''
-    end
-    init = #buf - dl + 2
-    if init < 1 then init = 1 end
     local r = EAGAIN
     if self.drained == 0 then r = recv(self, BUFSIZE) end
     if r > 0 then
-      buf = buf .. ffi_string(rbuf, r)
+      chunk, co = ffi_string(rbuf, r), 1
     elseif r == EAGAIN then
       self.drained = 0
       if deadline == false then deadline = deadline_of(self.rto) end
-      must_park(s)
       self.reader = s
       r = wait_io(self, s, WAIT_READ, deadline)
-      if r ~= 0 or self.h == 0 then
-        self.reader = 0
-        return read_fail(self, r ~= 0 and r or ECLOSED, { buf })
-      end
-    else
       self.reader = 0
-      return read_fail(self, r, { buf })
+      if r ~= 0 or self.h == 0 then return read_fail(self, r ~= 0 and r or ECLOSED, parts) end
+    else
+      return read_fail(self, r, parts)
     end
   end
 end
@@ -266,6 +341,7 @@ function Conn:read_until(delim, max, opts)
   if max ~= nil and not (is_count(max) and max > 0) then argerr(2, 'read_until', 'positive integer or nil', max) end
   if opts ~= nil and type(opts) ~= 'table' then argerr(3, 'read_until', 'table or nil', opts) end
   if not s then outside('read_until') end
+  must_park(s, 'read_until')
   return read_until(self, s, delim, max, opts and opts.inclusive, false)
 end
 
@@ -274,14 +350,11 @@ function Conn:read_line(max)
   if not istype(conn_t, self) then check_conn(self, 'read_line') end
   if max ~= nil and not (is_count(max) and max > 0) then argerr(1, 'read_line', 'positive integer or nil', max) end
   if not s then outside('read_line') end
-  local line, err, partial = read_until(self, s, '\n', max, false, true)
-  if not line then return nil, err, partial end
-  if sub(line, -1) == '\r' then line = sub(line, 1, -2) end
-  return line
+  must_park(s, 'read_line')
+  return read_until(self, s, '\n', max, false, true)
 end
 
 local function write_slow(c, s, data, off, len)
-  must_park(s)
   local deadline = deadline_of(c.wto)
   c.writer = s
   while off < len do
@@ -308,6 +381,7 @@ function Conn:write(data)
     data = tostring(data)
   end
   if not s then outside('write') end
+  must_park(s, 'write')
   local h = self.h
   if h == 0 then return nil, 'closed', 0 end
   if self.writer ~= 0 then return nil, 'busy', 0 end
@@ -343,13 +417,15 @@ end
 function Conn:settimeout(sec)
   check_conn(self, 'settimeout')
   sec = check_timeout(1, 'settimeout', sec) or -1
-  self.cto, self.rto, self.wto = sec, sec, sec
+  self.rto, self.wto = sec, sec
   return true
 end
 
 function Conn:settimeouts(connect, read, write)
   check_conn(self, 'settimeouts')
-  self.cto = check_timeout(1, 'settimeouts', connect) or -1
+  -- A connection is already connected: the connect value is checked but
+  -- has nothing left to bound (asio.connect takes {timeout = sec}).
+  check_timeout(1, 'settimeouts', connect)
   self.rto = check_timeout(2, 'settimeouts', read) or -1
   self.wto = check_timeout(3, 'settimeouts', write) or -1
   return true

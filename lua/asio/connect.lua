@@ -71,6 +71,7 @@ local function resolve(host, opts)
   end
   local timeout = check_timeout(2, 'resolve', opts and opts.timeout) or -1
   if not t then outside('resolve') end
+  must_park(t, 'resolve')
   return resolve_in(t, host, family, deadline_of(timeout))
 end
 
@@ -130,6 +131,7 @@ local function connect(host, port, opts)
     end
   end
   if not t then outside('connect') end
+  must_park(t, 'connect')
   local deadline = deadline_of(timeout)
   local c, err
   if port == nil then

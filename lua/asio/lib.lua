@@ -36,10 +36,17 @@ local function load_library()
     local p = package.searchpath and package.searchpath(base, package.cpath)
     if p then candidates[#candidates + 1] = p end
   end
+  local seen = {}
   for _, path in ipairs(candidates) do
-    local ok, lib = pcall(ffi.load, path)
-    if ok then return lib end
-    tried[#tried + 1] = '  ' .. path .. ': ' .. tostring(lib)
+    if not seen[path] then
+      seen[path] = true
+      local ok, lib = pcall(ffi.load, path)
+      if ok then return lib end
+      -- the loader's message usually starts with the path already
+      local msg = tostring(lib)
+      if sub(msg, 1, #path + 2) ~= path .. ': ' then msg = path .. ': ' .. msg end
+      tried[#tried + 1] = '  ' .. msg
+    end
   end
   error('asio: cannot load the LuaAsio library; set LUAASIO_LIB or package.cpath. Tried:\n'
     .. (#tried > 0 and concat(tried, '\n') or '  (no candidate: package.cpath has none)'), 0)

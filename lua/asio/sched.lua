@@ -38,14 +38,27 @@ local M = {}
 -- Error reports
 ---------------------------------------------------------------------------
 
-local function report_default(err, trace)
-  io.stderr:write('asio: error in light thread: ', tostring(trace or err), '\n')
+-- tostring() that never raises: an error object whose __tostring fails
+-- must still be reported, and must not take run() down.
+local function describe(v)
+  local ok, text = pcall(tostring, v)
+  if ok and type(text) == 'string' then return text end
+  return ('(a %s error object whose __tostring failed: %s)'):format(type(v),
+    ok and 'it returned a ' .. type(text) or select(2, pcall(tostring, text)) or '?')
+end
+M.describe = describe
+
+-- `what` names where the error was raised; nil: in a light thread.
+local function report_default(err, trace, what)
+  io.stderr:write('asio: error in ', what or 'light thread', ': ', describe(trace or err), '\n')
 end
 local reporter = report_default
 
-local function report(err, trace)
-  local ok, e = pcall(reporter, err, trace)
-  if not ok then report_default(err, trace .. '\n(error handler failed: ' .. tostring(e) .. ')') end
+local function report(err, trace, what)
+  local ok, e = pcall(reporter, err, trace, what)
+  if not ok then
+    report_default(err, describe(trace) .. '\n(error handler failed: ' .. describe(e) .. ')', what)
+  end
 end
 M.report = report
 
@@ -81,9 +94,11 @@ local next_token = M.next_token
 -- Raises if the running coroutine is not the light thread `s` (a plain
 -- coroutine inside a light thread). Every blocking call checks this before it
 -- changes any state, so a misused call leaves the connection as it was.
-function M.must_park(s)
+-- Called directly by the API function `fname`, so the error blames its caller.
+function M.must_park(s, fname)
   if co_running() ~= th_co[s] then
-    error('asio: blocking call from a coroutine that is not a light thread', 3)
+    error((fname and "'" .. fname .. "' called" or 'blocking call')
+      .. ' from a coroutine that is not a light thread', 3)
   end
 end
 local must_park = M.must_park
@@ -152,10 +167,21 @@ end
 local function after_resume(s, prev, ok, ...)
   S.current = prev
   if ok then
-    if ... ~= PARKED and co_status(th_co[s]) == 'dead' then finish(s, true, ...) end
+    if ... ~= PARKED then
+      if co_status(th_co[s]) == 'dead' then
+        finish(s, true, ...)
+      else
+        -- A raw coroutine.yield() at the light thread's own level: there is
+        -- no resumer but the scheduler, so it is taken as asio.sleep(0), a
+        -- turn for the others. The yield returns nil.
+        ready_tail = ready_tail + 1
+        ready_t[ready_tail] = s
+        ready_r[ready_tail] = nil
+      end
+    end
   else
     local err = ...
-    report(err, debug.traceback(th_co[s], tostring(err)))
+    report(err, debug.traceback(th_co[s], describe(err)))
     finish(s, false, err)
   end
 end
@@ -186,7 +212,7 @@ function M.sleep(sec)
   local s = S.current
   if type(sec) ~= 'number' or sec ~= sec then argerr(1, 'sleep', 'number', sec) end
   if not s then outside('sleep') end
-  must_park(s)
+  must_park(s, 'sleep')
   if sec < 0 then sec = 0 end
   park(s, next_token(s), C.luaasio_now() + sec, false)
 end
@@ -197,7 +223,7 @@ function M.join(th)
   if not s then outside('join') end
   if th == th_co[s] then error("bad argument #1 to 'join' (a light thread cannot join itself)", 2) end
   if slot_of[th] then
-    must_park(s)
+    must_park(s, 'join')
     local j = joiners_of[th]
     if not j then j = {}; joiners_of[th] = j end
     j[#j + 1] = s

@@ -1,5 +1,10 @@
 -- Servers: listening sockets whose accepted connections each start a
 -- light thread running the handler.
+--
+-- An open server is held by S.servers until close(): dropping the value
+-- asio.server returned neither closes it nor lets run() return. The
+-- finalizer on `ref` only closes what is still open when the Lua state
+-- itself closes.
 
 local ffi = require 'ffi'
 local lib = require 'asio.lib'
@@ -10,7 +15,7 @@ local conn = require 'asio.conn'
 
 local C, strerror = lib.C, lib.strerror
 local ffi_gc = ffi.gc
-local sub = string.sub
+local sub, find = string.sub, string.find
 local type, tostring, error = type, tostring, error
 local setmetatable, getmetatable = setmetatable, getmetatable
 local argerr, selferr, is_count, check_port =
@@ -45,13 +50,20 @@ end
 local handler_error
 local function traceback(err)
   handler_error = err
-  return debug.traceback(tostring(err), 2)
+  return debug.traceback(sched.describe(err), 2)
 end
 
+-- The handler runs on the loop, not in a light thread. If it raises, the
+-- error is reported as the server's, and the connection is closed unless
+-- the handler handed it on first: a light thread it started still runs.
 local function on_accept(rec, h)
   local c = new_conn(h)
+  local threads = S.nthreads
   local ok, trace = xpcall(rec.handler, traceback, c)
-  if not ok then report(handler_error, trace) end
+  if not ok then
+    report(handler_error, trace, 'server handler on ' .. rec.label)
+    if S.nthreads <= threads then c:close() end
+  end
 end
 
 local hosts = { localhost = '127.0.0.1', ['*'] = '0.0.0.0' }
@@ -97,12 +109,22 @@ local function server(ip, port, handler, opts)
   if opts and opts.max_connections and opts.max_connections > 0 then
     C.luaasio_server_set_max(loop, h, opts.max_connections)
   end
-  local rec = { h = h, handler = handler, token = token }
-  S.servers[token] = rec
-  S.nservers = S.nservers + 1
+  local label
+  if unix then
+    label = ip
+  else
+    local host = hosts[ip] or ip
+    if find(host, ':', 1, true) then host = '[' .. host .. ']' end
+    label = host .. ':' .. C.luaasio_server_port(loop, h)
+  end
+  local rec = { h = h, handler = handler, token = token, label = label }
   local ref = ref_t(token)
   ffi_gc(ref, server_gc)
-  return setmetatable({ ref = ref, rec = rec }, Server)
+  local srv = setmetatable({ ref = ref, rec = rec }, Server)
+  rec.srv = srv   -- held while open
+  S.servers[token] = rec
+  S.nservers = S.nservers + 1
+  return srv
 end
 
 function Server:close()

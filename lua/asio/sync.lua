@@ -28,7 +28,7 @@ function Cond:wait(timeout)
   if getmetatable(self) ~= Cond then selferr('wait', 'condition', self) end
   timeout = check_timeout(1, 'wait', timeout)
   if not s then outside('wait') end
-  must_park(s)
+  must_park(s, 'wait')
   local i = self.tail + 1
   self.tail = i
   self.wt[i] = s

@@ -560,7 +560,7 @@ function M.server(ip, port, handler, opts)
   for i = 1, n do
     local ch = M.channel(65536)
     local payload = encode({ 'the kind', 'the handler', 'init' }, 'server', handler, init, i, ch,
-      srv.errors, opts.reuseport and ip or false, lport)
+      srv.errors, opts.reuseport and ip or false, lport, ip)
     local token = new_token()
     local h = start_worker(token, payload)
     if h < 0 then
@@ -622,7 +622,7 @@ end
 -- Inside a worker
 ---------------------------------------------------------------------------
 
-local function serve_worker(handler, init, index, ch, errors, reuse_ip, port)
+local function serve_worker(handler, init, index, ch, errors, reuse_ip, port, ip)
   local asio = require 'asio'
   -- Never waits: a report that finds the channel full is dropped.
   local function send_error(msg)
@@ -634,14 +634,15 @@ local function serve_worker(handler, init, index, ch, errors, reuse_ip, port)
     local ok, err
     if type(init) == 'string' then ok, err = pcall(require, init)
     else ok, err = pcall(init) end
-    if not ok then error('init failed: ' .. tostring(err), 0) end
+    if not ok then error('init failed: ' .. require('asio.sched').describe(err), 0) end
   end
   -- Connections handed over are reported to this loop as accept events of
   -- a server record of its own, so the handler runs exactly as it would for
   -- a server of this state: outside any light thread, errors reported as
   -- server handler errors.
   local token = THREAD_BASE + 0x1fffffff   -- one per worker state
-  local rec = { h = 0, handler = handler, token = token }
+  local host = find(ip, ':', 1, true) and '[' .. ip .. ']' or ip
+  local rec = { h = 0, handler = handler, token = token, label = host .. ':' .. port }
   S.servers[token] = rec
   S.nservers = S.nservers + 1
   local rsrv
