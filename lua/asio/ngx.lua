@@ -100,6 +100,9 @@ end
 local function fail(self, err, partial)
   err = oerr(err)
   if err ~= 'timeout' and self.c then self.c:close(); self.c = false end
+  -- The core keeps bytes read before a timeout for the next read; OpenResty
+  -- hands them out as the partial result only, so take them back.
+  if err == 'timeout' and partial and partial ~= '' and self.c then read(self.c, #partial) end
   return nil, err, partial
 end
 
@@ -233,7 +236,6 @@ function Tcp:receiveuntil(pattern, opts)
       end
       local d, err = read_some(c)
       if not d or d == '' then
-        if buf ~= '' then unread(c, buf) end
         return fail(self, err, buf)
       end
       buf = buf .. d

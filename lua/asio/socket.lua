@@ -117,6 +117,8 @@ local function all(c, prefix)
   end
 end
 
+local patterns = { ['*l'] = true, l = true, ['*a'] = true, a = true }
+
 -- receive([pattern [, prefix]]): '*l' (the default), '*a' or a byte count.
 function Tcp:receive(pat, prefix)
   local c = self.c
@@ -125,6 +127,10 @@ function Tcp:receive(pat, prefix)
     error("bad argument #2 to 'receive' (string expected)", 2)
   end
   prefix = prefix or ''
+  if pat ~= nil and type(pat) ~= 'number' and not patterns[pat] then
+    check_self(self, 'receive')
+    error("bad argument #1 to 'receive' (invalid receive pattern)", 2)
+  end
   if not c then return nil, 'closed', prefix end
   local d, err, partial
   if type(pat) == 'number' then
