@@ -85,7 +85,8 @@ end
 
 function Tcp:settimeouts(cms, sms, rms)
   check_self(self, 'settimeouts')
-  for i, v in ipairs { cms, sms, rms } do
+  for i = 1, 3 do
+    local v = select(i, cms, sms, rms)
     if v ~= nil and (type(v) ~= 'number' or v < 0) then
       error(("bad argument #%d to 'settimeouts' (non-negative number expected, got %s)"):format(i, type(v)), 2)
     end
