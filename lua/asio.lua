@@ -20,6 +20,7 @@
 --   asio.transfer copying values between Lua states
 --   asio.threads  worker threads, threaded servers, channels, shared dicts
 --   asio.udp      datagram sockets
+--   asio.pool     connection pools (setkeepalive)
 
 local sched = require 'asio.sched'
 local sync = require 'asio.sync'
@@ -27,6 +28,7 @@ local connect = require 'asio.connect'
 local threads = require 'asio.threads'
 local server = require 'asio.server'
 local udp = require 'asio.udp'
+local pool = require 'asio.pool'
 
 return {
   spawn_light_thread = sched.spawn_light_thread,
@@ -41,7 +43,8 @@ return {
   thread = threads.thread,
   channel = threads.channel,
   shared = threads.shared,
-  connect = connect.connect,
+  connect = pool.connect,
+  pool_flush = pool.flush,
   resolve = connect.resolve,
   addr_to_string = connect.addr_to_string,
   stats = sched.stats,

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs the core, feature and decoder tests under valgrind memcheck against the
 # regular build; any memcheck error or definite leak fails the run.
-# Usage: test/valgrind.sh [test filter]   (default: core, features, sockaddr, threads, udp)
+# Usage: test/valgrind.sh [test filter]   (default: core, features, sockaddr, threads, udp, compat)
 set -eu
 cd "$(dirname "$0")/.."
 [ -f build/libluaasio.so ] || ./build.sh >/dev/null
@@ -14,6 +14,6 @@ run() {
 if [ $# -gt 0 ]; then
   run "$1"
 else
-  for suite in core features sockaddr threads udp; do run "$suite:"; done
+  for suite in core features sockaddr threads udp compat; do run "$suite:"; done
 fi
 echo "valgrind.sh: clean"

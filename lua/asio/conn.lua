@@ -487,5 +487,12 @@ function Conn:get_original_dst()
   return ffi_string(sabuf, r)
 end
 
-local M = { Conn = Conn, new = new_conn, check = check_conn, conn_t = conn_t, deadline_of = deadline_of }
+-- Puts bytes back in front of what the next read returns.
+local function unread(c, data)
+  if data == '' or c.h == 0 then return end
+  if c.pend ~= 0 then data = data .. take_pend(c) end
+  keep_pend(c, data)
+end
+
+local M = { unread = unread, Conn = Conn, new = new_conn, check = check_conn, conn_t = conn_t, deadline_of = deadline_of }
 return M
