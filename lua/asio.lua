@@ -17,6 +17,7 @@
 --   asio.conn     connections
 --   asio.connect  name resolution and connecting
 --   asio.server   servers
+--   asio.coroutine coroutines whose code may block (resume and wrap)
 --   asio.transfer copying values between Lua states
 --   asio.threads  worker threads, threaded servers, channels, shared dicts
 --   asio.udp      datagram sockets
@@ -26,6 +27,7 @@ local sched = require 'asio.sched'
 local sync = require 'asio.sync'
 local connect = require 'asio.connect'
 local threads = require 'asio.threads'
+local acoroutine = require 'asio.coroutine'
 local server = require 'asio.server'
 local udp = require 'asio.udp'
 local pool = require 'asio.pool'
@@ -37,6 +39,11 @@ return {
   sleep = sched.sleep,
   now = sched.now,
   join = sched.join,
+  wait_any = sched.wait_any,
+  kill = sched.kill,
+  yield = sched.yield,
+  coroutine = acoroutine,
+  install_coroutine = acoroutine.install,
   cond = sync.cond,
   on_error = sched.on_error,
   server = threads.server,

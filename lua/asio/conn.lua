@@ -18,6 +18,8 @@ local argerr, outside, is_count, check_timeout =
   check.argerr, check.outside, check.is_count, check.check_timeout
 local must_park, arm, park, next_token, wake_later =
   sched.must_park, sched.arm, sched.park, sched.next_token, sched.wake_later
+local yield_turn = sched.yield_turn
+local th_obj, th_cv, th_cvi, th_tok = S.th_obj, S.th_cv, S.th_cvi, S.th_tok
 local PARKED = sched.PARKED
 
 local EAGAIN, ECLOSED = C.LUAASIO_EAGAIN, C.LUAASIO_ECLOSED
@@ -113,7 +115,9 @@ local function wait_io(c, s, dir, deadline)
   local token = next_token(s)
   local rc = C.luaasio_conn_wait(loop, c.h, dir, token)
   if rc < 0 then return rc end
+  th_obj[s] = c
   local r = park(s, token, deadline, true)
+  th_obj[s] = false
   if r == ETIMEDOUT and c.h ~= 0 then C.luaasio_conn_unwait(loop, c.h, dir) end
   return r
 end
@@ -179,6 +183,9 @@ function Conn:read(n)
   if not is_count(n) then argerr(1, 'read', 'non-negative integer', n) end
   if not s then outside('read') end
   must_park(s, 'read')
+  local b = S.budget - 1   -- the cooperative budget (asio.sched)
+  S.budget = b
+  if b <= 0 then yield_turn(s) end
   local h = self.h
   if h == 0 then return nil, 'closed', '' end
   if self.reader ~= 0 then return nil, 'busy', '' end
@@ -211,6 +218,9 @@ function Conn:read_some()
   if not istype(conn_t, self) then check_conn(self, 'read_some') end
   if not s then outside('read_some') end
   must_park(s, 'read_some')
+  local b = S.budget - 1   -- the cooperative budget (asio.sched)
+  S.budget = b
+  if b <= 0 then yield_turn(s) end
   local h = self.h
   if h == 0 then return nil, 'closed' end
   if self.reader ~= 0 then return nil, 'busy' end
@@ -229,7 +239,9 @@ function Conn:read_some()
     r = C.luaasio_conn_wait(loop, self.h, WAIT_READ, token)
     if r == 0 then
       arm(s, token, deadline, true)
+      th_obj[s] = self
       r = co_yield(PARKED)
+      th_obj[s] = false
       if r == ETIMEDOUT and self.h ~= 0 then C.luaasio_conn_unwait(loop, self.h, WAIT_READ) end
     end
     if r == 0 then
@@ -342,6 +354,9 @@ function Conn:read_until(delim, max, opts)
   if opts ~= nil and type(opts) ~= 'table' then argerr(3, 'read_until', 'table or nil', opts) end
   if not s then outside('read_until') end
   must_park(s, 'read_until')
+  local b = S.budget - 1   -- the cooperative budget (asio.sched)
+  S.budget = b
+  if b <= 0 then yield_turn(s) end
   return read_until(self, s, delim, max, opts and opts.inclusive, false)
 end
 
@@ -351,11 +366,55 @@ function Conn:read_line(max)
   if max ~= nil and not (is_count(max) and max > 0) then argerr(1, 'read_line', 'positive integer or nil', max) end
   if not s then outside('read_line') end
   must_park(s, 'read_line')
+  local b = S.budget - 1   -- the cooperative budget (asio.sched)
+  S.budget = b
+  if b <= 0 then yield_turn(s) end
   return read_until(self, s, '\n', max, false, true)
 end
 
-local function write_slow(c, s, data, off, len)
-  local deadline = deadline_of(c.wto)
+-- Writers take turns. The light thread writing is c.writer; others wait in
+-- line (first in, first out) in wq_of[c], a waiter list as asio.sync keeps
+-- them (th_cv/th_cvi name the entry, so that asio.kill can withdraw it).
+local wq_of = {}
+
+-- Hands the turn to the next writer in line, if any.
+local function release_turn(c)
+  local q = wq_of[c]
+  if q then
+    local wt = q.wt
+    while q.head <= q.tail do
+      local i = q.head
+      local s = wt[i]
+      wt[i] = nil
+      q.head = i + 1
+      if s and th_tok[s] >= 0 and th_cv[s] == q and th_cvi[s] == i then
+        c.writer = s
+        wake_later(s, 0)
+        return
+      end
+    end
+    wq_of[c] = nil
+  end
+  c.writer = 0
+end
+
+-- Waits for this writer's turn; true once c.writer == s, or nil and the
+-- error ('timeout' before the turn came: nothing was sent).
+local function wait_turn(c, s, deadline)
+  local q = wq_of[c]
+  if not q then q = { wt = {}, head = 1, tail = 0 }; wq_of[c] = q end
+  local i = q.tail + 1
+  q.tail = i
+  q.wt[i] = s
+  th_cv[s], th_cvi[s] = q, i
+  local r = park(s, next_token(s), deadline, false)
+  th_cv[s], th_cvi[s] = false, false
+  if r == 0 then return true end
+  if q.wt[i] == s then q.wt[i] = nil end
+  return nil, strerror(r)
+end
+
+local function write_slow(c, s, data, off, len, deadline)
   c.writer = s
   while off < len do
     local r = wait_io(c, s, WAIT_WRITE, deadline)
@@ -365,11 +424,11 @@ local function write_slow(c, s, data, off, len)
     if r > 0 then
       off = off + r
     elseif r ~= EAGAIN then
-      c.writer = 0
+      release_turn(c)
       return nil, strerror(r), off
     end
   end
-  c.writer = 0
+  release_turn(c)
   return true
 end
 
@@ -382,15 +441,40 @@ function Conn:write(data)
   end
   if not s then outside('write') end
   must_park(s, 'write')
+  local b = S.budget - 1   -- the cooperative budget (asio.sched)
+  S.budget = b
+  if b <= 0 then yield_turn(s) end
   local h = self.h
   if h == 0 then return nil, 'closed', 0 end
-  if self.writer ~= 0 then return nil, 'busy', 0 end
   local len = #data
   if len == 0 then return true end
+  local deadline = self.wto >= 0 and C.luaasio_now() + self.wto or nil
+  if self.writer ~= 0 then
+    -- Another light thread is writing: wait in line, then write whole.
+    local ok, err = wait_turn(self, s, deadline)
+    if not ok then return nil, err, 0 end
+    if self.h == 0 then release_turn(self); return nil, 'closed', 0 end
+    local r = C.luaasio_conn_write(loop, self.h, data, 0, len)
+    if r == len then release_turn(self); return true end
+    if r == EAGAIN then r = 0 elseif r < 0 then release_turn(self); return nil, strerror(r), 0 end
+    return write_slow(self, s, data, r, len, deadline)
+  end
   local r = C.luaasio_conn_write(loop, h, data, 0, len)
   if r == len then return true end
   if r == EAGAIN then r = 0 elseif r < 0 then return nil, strerror(r), 0 end
-  return write_slow(self, s, data, r, len)
+  return write_slow(self, s, data, r, len, deadline)
+end
+
+-- asio.kill withdraws a killed light thread's wait on a connection.
+S.forget_waits = function(c, s)
+  if c.reader == s then
+    c.reader = 0
+    if c.h ~= 0 then C.luaasio_conn_unwait(loop, c.h, WAIT_READ) end
+  end
+  if c.writer == s then
+    if c.h ~= 0 then C.luaasio_conn_unwait(loop, c.h, WAIT_WRITE) end
+    release_turn(c)
+  end
 end
 
 function Conn:close()
@@ -403,6 +487,15 @@ function Conn:close()
   C.luaasio_close(loop, h)
   if self.reader ~= 0 then wake_later(self.reader, ECLOSED) end
   if self.writer ~= 0 then wake_later(self.writer, ECLOSED) end
+  -- Writers waiting in line wake with nil, 'closed', 0.
+  local q = wq_of[self]
+  if q then
+    wq_of[self] = nil
+    for i = q.head, q.tail do
+      local w = q.wt[i]
+      if w and th_cv[w] == q and th_cvi[w] == i then wake_later(w, ECLOSED) end
+    end
+  end
   return true
 end
 

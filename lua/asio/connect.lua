@@ -37,7 +37,9 @@ end
 -- the handle is closed. Returns `h`, or nil and the error code.
 local function await(s, token, h, deadline)
   if h < 0 then return nil, h end
+  S.th_obj[s] = h   -- closed by asio.kill if this thread is killed meanwhile
   local r = park(s, token, deadline, true)
+  S.th_obj[s] = false
   if r < 0 then
     C.luaasio_close(loop, h)
     return nil, r

@@ -29,10 +29,19 @@ local done_of = setmetatable({}, { __mode = 'k' })   -- finished with results
 local failed_of = setmetatable({}, { __mode = 'k' }) -- raised: {the error}
 local free_slots, nfree = {}, 0
 local nslots = 0
-local ready_t, ready_r, ready_head, ready_tail = {}, {}, 1, 0
+local ready_t, ready_r, ready_c, ready_head, ready_tail = {}, {}, {}, 1, 0
 local running, stopped = false, false
 
+-- Operations a light thread may complete in a row without waiting before
+-- the next one gives the others a turn (asio.yield). 128, as Tokio uses:
+-- measured here (bench/fairness.sh), 128 keeps a 10 ms ticker's longest
+-- gap far under its budget while a reader takes 1M buffered lines, and the
+-- extra turn every 128 operations costs nothing measurable on echo.
+local BUDGET = 128
+local finish
+
 local M = {}
+M.BUDGET = BUDGET
 
 ---------------------------------------------------------------------------
 -- Error reports
@@ -95,10 +104,22 @@ local next_token = M.next_token
 -- coroutine inside a light thread). Every blocking call checks this before it
 -- changes any state, so a misused call leaves the connection as it was.
 -- Called directly by the API function `fname`, so the error blames its caller.
+-- A coroutine resumed through asio.coroutine.resume (or wrap) inside a
+-- light thread may block too: parent_of links it to its resumer, and a
+-- wait yields up that chain to the scheduler (see asio/coroutine.lua).
+local parent_of = setmetatable({}, { __mode = 'k' })
+M.parent_of = parent_of
+
 function M.must_park(s, fname)
-  if co_running() ~= th_co[s] then
-    error((fname and "'" .. fname .. "' called" or 'blocking call')
-      .. ' from a coroutine that is not a light thread', 3)
+  local co = co_running()
+  local lt = th_co[s]
+  if co ~= lt then
+    repeat co = parent_of[co] until co == lt or co == nil
+    if co == nil then
+      error((fname and "'" .. fname .. "' called" or 'blocking call')
+        .. ' from a coroutine that is not a light thread (resume it with asio.coroutine'
+        .. ' to let it block)', 3)
+    end
   end
 end
 local must_park = M.must_park
@@ -132,6 +153,11 @@ local function unpark(s)
   if th_io[s] then th_io[s] = false; S.nio = S.nio - 1 end
 end
 
+-- Like wake_later, only if `s` still waits for `token`.
+local function wake_if(s, token, r)
+  if th_tok[s] == token then M.wake_later(s, r) end
+end
+
 -- Resumes `s` with `r` on the next turn of the loop, if it is still parked.
 function M.wake_later(s, r)
   if th_tok[s] < 0 then return end
@@ -139,12 +165,14 @@ function M.wake_later(s, r)
   ready_tail = ready_tail + 1
   ready_t[ready_tail] = s
   ready_r[ready_tail] = r
+  ready_c[ready_tail] = th_co[s]
 end
 local wake_later = M.wake_later
 
-local function finish(s, ok, ...)
+function finish(s, ok, ...)
   local co = th_co[s]
   slot_of[co] = nil
+  S.th_obj[s] = false
   th_co[s], th_cv[s], th_cvi[s] = false, false, false
   nfree = nfree + 1
   free_slots[nfree] = s
@@ -160,12 +188,13 @@ local function finish(s, ok, ...)
   local joiners = joiners_of[co]
   if joiners then
     joiners_of[co] = nil
-    for i = 1, #joiners do wake_later(joiners[i], 0) end
+    for i = 1, #joiners, 2 do wake_if(joiners[i], joiners[i + 1], 0) end
   end
 end
 
 local function after_resume(s, prev, ok, ...)
   S.current = prev
+  if prev then S.budget = BUDGET end
   if ok then
     if ... ~= PARKED then
       if co_status(th_co[s]) == 'dead' then
@@ -177,6 +206,7 @@ local function after_resume(s, prev, ok, ...)
         ready_tail = ready_tail + 1
         ready_t[ready_tail] = s
         ready_r[ready_tail] = nil
+        ready_c[ready_tail] = th_co[s]
       end
     end
   else
@@ -186,9 +216,11 @@ local function after_resume(s, prev, ok, ...)
   end
 end
 
+
 local function resume(s, ...)
   local prev = S.current
   S.current = s
+  S.budget = BUDGET
   return after_resume(s, prev, co_resume(th_co[s], ...))
 end
 
@@ -224,15 +256,117 @@ function M.join(th)
   if th == th_co[s] then error("bad argument #1 to 'join' (a light thread cannot join itself)", 2) end
   if slot_of[th] then
     must_park(s, 'join')
+    local token = next_token(s)
     local j = joiners_of[th]
     if not j then j = {}; joiners_of[th] = j end
     j[#j + 1] = s
-    park(s, next_token(s), nil, false)
+    j[#j + 1] = token
+    park(s, token, nil, false)
   end
   local failed = failed_of[th]
   if failed then return nil, failed[1] end
   local r = done_of[th]
   if r then return unpack(r, 1, r.n) end
+end
+
+-- Gives the other light threads a turn: `s` (the running thread) is
+-- queued to run again after the loop has polled for I/O once.
+function M.yield_turn(s)
+  arm(s, next_token(s), nil, false)
+  wake_later(s, 0)
+  return co_yield(PARKED)
+end
+local yield_turn = M.yield_turn
+
+-- Counts one operation that completed without waiting against the running
+-- thread's budget; at zero, gives the others a turn first.
+function M.spend(s)
+  local b = S.budget - 1
+  S.budget = b
+  if b <= 0 then yield_turn(s) end
+end
+
+function M.yield()
+  local s = S.current
+  if not s then outside('yield') end
+  must_park(s, 'yield')
+  yield_turn(s)
+end
+
+-- asio.kill(th): ends a parked light thread. Its wait is withdrawn (timer,
+-- operation in C, place in a queue), its joiners get nil, 'killed'.
+-- Returns true, or nil and 'running' (the thread is running, or is waiting
+-- for one it started to return) or 'dead' (it has finished, or is no
+-- light thread).
+function M.kill(th)
+  if type(th) ~= 'thread' then argerr(1, 'kill', 'light thread', th) end
+  local s = slot_of[th]
+  if not s then return nil, 'dead' end
+  local st = co_status(th)
+  if st ~= 'suspended' or s == S.current then return nil, 'running' end
+  if th_tok[s] >= 0 then unpark(s) end
+  local w = th_cv[s]
+  if w then w.wt[th_cvi[s]] = nil end
+  local o = S.th_obj[s]
+  if o then
+    S.th_obj[s] = false
+    if type(o) == 'number' then
+      C.luaasio_close(loop, o)          -- a connect or lookup in flight
+    elseif S.forget_waits then
+      S.forget_waits(o, s)              -- a connection's read or write
+    end
+  end
+  finish(s, false, 'killed')
+  return true
+end
+
+-- asio.wait_any(th1, th2, ...): waits until the first of the light threads
+-- ends; returns it, then its results (or nil and its error).
+function M.wait_any(...)
+  local s = S.current
+  local ths = { ... }
+  local n = select('#', ...)
+  if n == 0 then error("bad argument #1 to 'wait_any' (light thread expected, got no value)", 2) end
+  for i = 1, n do
+    local th = ths[i]
+    if type(th) ~= 'thread' then argerr(i, 'wait_any', 'light thread', th) end
+    if s and th == th_co[s] then
+      error(("bad argument #%d to 'wait_any' (a light thread cannot wait for itself)"):format(i), 2)
+    end
+  end
+  if not s then outside('wait_any') end
+  local function ended()
+    for i = 1, n do
+      if not slot_of[ths[i]] then return ths[i] end
+    end
+  end
+  local th = ended()
+  if not th then
+    must_park(s, 'wait_any')
+    local token = next_token(s)
+    for i = 1, n do
+      local j = joiners_of[ths[i]]
+      if not j then j = {}; joiners_of[ths[i]] = j end
+      j[#j + 1] = s
+      j[#j + 1] = token
+    end
+    park(s, token, nil, false)
+    th = ended()
+    -- Leave no entry in the lists of the threads still running.
+    for i = 1, n do
+      local j = joiners_of[ths[i]]
+      if j then
+        for k = #j - 1, 1, -2 do
+          if j[k] == s and j[k + 1] == token then table.remove(j, k + 1); table.remove(j, k) end
+        end
+      end
+    end
+  end
+  local failed = failed_of[th]
+  if failed then return th, nil, failed[1] end
+  local r = done_of[th]
+  if r then return th, unpack(r, 1, r.n) end
+  return th
 end
 
 ---------------------------------------------------------------------------
@@ -261,14 +395,18 @@ local function dispatch(n)
 end
 
 local function run_ready()
-  while ready_head <= ready_tail do
+  -- Threads made ready while this runs (asio.yield, a used-up budget) wait
+  -- for the next turn, after a poll for I/O.
+  local last = ready_tail
+  while ready_head <= last do
     local i = ready_head
-    local s, r = ready_t[i], ready_r[i]
-    ready_t[i], ready_r[i] = nil, nil
+    local s, r, co = ready_t[i], ready_r[i], ready_c[i]
+    ready_t[i], ready_r[i], ready_c[i] = nil, nil, nil
     ready_head = i + 1
-    resume(s, r)
+    -- (a thread killed while it was ready is not resumed)
+    if th_co[s] == co then resume(s, r) end
   end
-  ready_head, ready_tail = 1, 0
+  if ready_head > ready_tail then ready_head, ready_tail = 1, 0 end
 end
 
 local function expire_timers()

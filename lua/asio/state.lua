@@ -40,6 +40,12 @@ S.th_dl = {}               -- slot -> deadline (timer heap key)
 S.th_hidx = {}             -- slot -> position in the timer heap
 S.th_cv, S.th_cvi = {}, {} -- slot -> condition waited on, queue position
 S.slot_of = {}             -- coroutine -> slot, while the thread lives
+S.th_obj = {}              -- slot -> what its wait in C uses (a connection or a handle), for kill
+
+-- The cooperative budget of the running light thread: operations that
+-- complete without waiting count it down, and at zero the next one yields
+-- to the scheduler first (see asio.sched, BUDGET).
+S.budget = 0
 
 -- Tokens: 22 bits of slot index, 8 bits of wait sequence; accept events
 -- carry tokens with SERVER_BIT set.
