@@ -231,9 +231,10 @@ test('garbage collection in the middle of pending operations', function()
   linux()
   go(function()
     bystander()()  -- the loop's own descriptors exist from here on
-    -- a fresh baseline: the bystander's server side has seen its eof, and
-    -- sockets of earlier tests are collected first
-    asio.sleep(0.05)
+    -- a fresh baseline: the bystander's server side has seen its eof,
+    -- sockets of earlier tests are collected first, and lookup threads of
+    -- earlier tests (which may hold a resolver socket) have ended (200 ms)
+    asio.sleep(0.3)
     collectgarbage()
     collectgarbage()
     local fd0 = T.fd_count()

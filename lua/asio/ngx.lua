@@ -8,6 +8,9 @@
 local ffi = require 'ffi'
 local asio = require 'asio'
 local sched = require 'asio.sched'
+-- As inside nginx, coroutines the libraries make may do cosocket I/O:
+-- coroutine.resume and coroutine.wrap become asio.coroutine's.
+require('asio.coroutine').install()
 local sync = require 'asio.sync'
 local conn = require 'asio.conn'
 local S = require 'asio.state'
@@ -458,8 +461,14 @@ end
 
 function ngx.thread.kill(th)
   if getmetatable(th) ~= Th then error("bad argument #1 to 'kill' (thread expected)", 2) end
-  if outcome[th] or th.waited then return nil, 'already terminated' end
-  return nil, 'kill is not available: the LuaAsio scheduler cannot end a parked light thread yet'
+  if outcome[th] or th.waited or th.killed then return nil, 'already terminated' end
+  local ok, err = sched.kill(th.co)
+  if not ok then
+    return nil, err == 'dead' and 'already terminated' or 'thread is running'
+  end
+  th.killed = true
+  done_cv:broadcast()   -- whoever waits for it stops waiting
+  return true
 end
 
 ---------------------------------------------------------------------------
