@@ -517,7 +517,7 @@ T.test('JIT health: ngx and LuaSocket receive(n) and send compile without NYI ab
   local stopped, bad = {}, {}
   local function mine(func)
     local info = jutil.funcinfo(func)
-    return info and info.source and (info.source:find('asio/ngx.lua', 1, true) or info.source:find('asio/socket.lua', 1, true))
+    return info and info.source and (info.source:find('asio[/\\]ngx%.lua$') or info.source:find('asio[/\\]socket%.lua$'))
   end
   local function recorder(what, _, func, pc, otr, oex)
     if what == 'stop' then
