@@ -215,8 +215,10 @@ LUAASIO_EXPORT int luaasio_poll(luaasio_loop *l, luaasio_event *out, int max,
     l->events_head += n;
     return static_cast<int>(n);
   } catch (const std::bad_alloc &) {
+    recover_lost_accepts(*l);
     return LUAASIO_ENOMEM;
   } catch (...) {
+    recover_lost_accepts(*l);
     return LUAASIO_ESYSTEM;
   }
 }

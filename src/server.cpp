@@ -89,7 +89,10 @@ void server::accept_next() noexcept {
   }
   try {
     pending = std::make_shared<conn>(owner);
-    acceptor.async_accept(pending->sock, [self = shared_from_this()](const error_code &ec) {
+    auto t = std::make_shared<char>(0);
+    ticket = t;
+    acceptor.async_accept(pending->sock, [self = shared_from_this(), t](const error_code &ec) {
+      self->accepting = false;
       if (!self->open)
         return;
       if (ec) {
@@ -110,8 +113,24 @@ void server::accept_next() noexcept {
       }
       self->after_accept();
     });
+    accepting = true;
   } catch (...) {
     retry_later();
+  }
+}
+
+void recover_lost_accepts(loop &l) noexcept {
+  for (auto &e : l.table) {
+    if (!e.obj || e.obj->kind != object::server_kind)
+      continue;
+    auto *s = static_cast<server *>(e.obj.get());
+    if (s->open && s->accepting && s->ticket.expired()) {
+      // Its accept's handler is gone: the socket it was accepting into may
+      // hold a connection or nothing; either way it is not ours to deliver.
+      s->accepting = false;
+      s->pending.reset();
+      s->accept_next();
+    }
   }
 }
 

@@ -44,10 +44,21 @@ struct server final : object, std::enable_shared_from_this<server> {
   int open_conns = 0;         // accepted and still open (counted with a limit)
   bool paused = false;        // at max_conns: not accepting
   bool counted_closed = false; // loop::open_servers already lowered
+  // The accept in flight: `accepting` is set when it starts and cleared
+  // when its handler runs; `ticket` dies with the handler. If an exception
+  // inside Boost's accept completion destroys the handler without running
+  // it, accepting is still set while the ticket has died:
+  // recover_lost_accepts() then starts a new accept.
+  bool accepting = false;
+  std::weak_ptr<void> ticket;
 };
 
 // Re-arms the servers that used up their budget (or stalled) in the last
 // poll; called by luaasio_poll before it runs handlers.
 void rearm_deferred(loop &l) noexcept;
+
+// After an exception escaped the io_context: restarts accepts whose
+// handler was destroyed without running.
+void recover_lost_accepts(loop &l) noexcept;
 
 } // namespace luaasio
