@@ -45,6 +45,8 @@ return {
   coroutine = acoroutine,
   install_coroutine = acoroutine.install,
   cond = sync.cond,
+  queue = sync.queue,
+  semaphore = sync.semaphore,
   on_error = sched.on_error,
   server = threads.server,
   thread = threads.thread,
