@@ -467,6 +467,10 @@ end
 
 -- asio.kill withdraws a killed light thread's wait on a connection.
 S.forget_waits = function(c, s)
+  if not istype(conn_t, c) then
+    if S.forget_udp then S.forget_udp(c, s) end
+    return
+  end
   if c.reader == s then
     c.reader = 0
     if c.h ~= 0 then C.luaasio_conn_unwait(loop, c.h, WAIT_READ) end

@@ -116,6 +116,7 @@ local function take_turn(u, s, dir, timeout, data, ip, port)
   if dir == WAIT_READ then u.nread = u.nread + 1 else u.nwrite = u.nwrite + 1 end
   local deadline = timeout >= 0 and C.luaasio_now() + timeout or nil
   local r = 0
+  S.th_obj[s] = u   -- for asio.kill (forget_udp below)
   if first(q) ~= s then
     r = park(s, next_token(s), deadline, true)
   end
@@ -136,8 +137,25 @@ local function take_turn(u, s, dir, timeout, data, ip, port)
       end
     end
   end
+  S.th_obj[s] = false
   leave(u, q, i, dir)
   return r
+end
+
+-- asio.kill of a light thread parked in take_turn: withdraws its wait in C
+-- (if it was the head) and its place in the line, handing the turn on.
+S.forget_udp = function(u, s)
+  for dir, qs in pairs(queue_of) do
+    local q = u.h ~= 0 and qs[u.h]
+    if q then
+      for i = q.head, q.tail do
+        if q[i] == s then
+          if i == q.head then C.luaasio_udp_unwait(loop, u.h, dir) end
+          leave(u, q, i, dir)
+        end
+      end
+    end
+  end
 end
 
 ---------------------------------------------------------------------------
