@@ -479,7 +479,7 @@ T.test('socket.http GET and POST through create', function()
 end)
 
 T.test('lua-resty-http', function()
-  T.skip('needs I/O from nested coroutines, which the scheduler does not provide yet; not packaged in Debian')
+  T.skip('lua-resty-http is not packaged in Debian, the only source of libraries here (asio.ngx provides the nested-coroutine I/O it needs)')
 end)
 
 T.test('pool: Unix socket connections pool under their path or name', function()
