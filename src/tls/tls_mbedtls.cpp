@@ -136,7 +136,13 @@ public:
         fail(LUAASIO_TLS_EINVAL, "cannot load key " + v + ": " + error_text(ret));
       if (!have_cert)
         fail(LUAASIO_TLS_EINVAL, "key " + v + " given before its certificate");
-      ret = mbedtls_ssl_conf_own_cert(&conf, &own_cert, &key);
+#if MBEDTLS_VERSION_MAJOR >= 3
+      ret = mbedtls_pk_check_pair(&own_cert.pk, &key, mbedtls_ctr_drbg_random, &drbg);
+#else
+      ret = mbedtls_pk_check_pair(&own_cert.pk, &key);
+#endif
+      if (ret == 0)
+        ret = mbedtls_ssl_conf_own_cert(&conf, &own_cert, &key);
       if (ret != 0)
         fail(LUAASIO_TLS_EINVAL, "key " + v + " does not match the certificate: " + error_text(ret));
       break;
@@ -230,7 +236,7 @@ public:
   std::vector<const char *> alpn_list;
 };
 
-const char *verify_reason(uint32_t flags, const mbedtls_x509_crt *peer) {
+const char *verify_reason(uint32_t flags, bool self_signed) {
   if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH)
     return "hostname mismatch";
   if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
@@ -240,8 +246,7 @@ const char *verify_reason(uint32_t flags, const mbedtls_x509_crt *peer) {
   if (flags & MBEDTLS_X509_BADCERT_REVOKED)
     return "revoked";
   if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED) {
-    if (peer && peer->issuer_raw.len == peer->subject_raw.len &&
-        std::memcmp(peer->issuer_raw.p, peer->subject_raw.p, peer->issuer_raw.len) == 0)
+    if (self_signed)
       return "self-signed";
     return "unknown ca";
   }
@@ -297,6 +302,7 @@ public:
       fail(LUAASIO_TLS_ENOMEM, "cannot create a TLS session: " + error_text(ret));
     }
     mbedtls_ssl_set_bio(&ssl, &io, bio_send, bio_recv, nullptr);
+    mbedtls_ssl_set_verify(&ssl, on_verify, this);
     if (server_name) {
       if (is_ip_literal(server_name)) {
         // Checked after the handshake (see cert_has_ip); no SNI for addresses.
@@ -320,6 +326,17 @@ public:
   ~mbed_session() override {
     mbedtls_ssl_session_free(&resume);
     mbedtls_ssl_free(&ssl);
+  }
+
+  // Notes whether the peer's own certificate is self-signed: once the
+  // handshake failed, mbedTLS no longer shows the certificate.
+  static int on_verify(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *) {
+    if (depth == 0) {
+      auto *self = static_cast<mbed_session *>(p);
+      self->leaf_self_signed = crt->issuer_raw.len == crt->subject_raw.len &&
+                               std::memcmp(crt->issuer_raw.p, crt->subject_raw.p, crt->issuer_raw.len) == 0;
+    }
+    return 0;
   }
 
   int io_failure(int ret) {
@@ -353,7 +370,7 @@ public:
     if (int code = io_failure(ret))
       return code;
     if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
-      reason = verify_reason(mbedtls_ssl_get_verify_result(&ssl), mbedtls_ssl_get_peer_cert(&ssl));
+      reason = verify_reason(mbedtls_ssl_get_verify_result(&ssl), leaf_self_signed);
       return LUAASIO_TLS_EVERIFY;
     }
     if (ret == MBEDTLS_ERR_SSL_CONN_EOF) {
@@ -518,7 +535,7 @@ public:
   mbedtls_ssl_session resume;
   unsigned char ip[16] = {};
   size_t ip_len = 0;
-  bool offered = false, done = false, got_data = false;
+  bool offered = false, done = false, got_data = false, leaf_self_signed = false;
   int deferred = 0;
 };
 

@@ -162,8 +162,12 @@ public:
                                      last_ssl_error("bad certificate file"));
       break;
     case LUAASIO_TLS_KEY:
-      if (SSL_CTX_use_PrivateKey_file(ctx, v.c_str(), SSL_FILETYPE_PEM) != 1)
-        fail(LUAASIO_TLS_EINVAL, "cannot load key " + v + ": " + last_ssl_error("bad key file"));
+      if (SSL_CTX_use_PrivateKey_file(ctx, v.c_str(), SSL_FILETYPE_PEM) != 1) {
+        std::string why = last_ssl_error("bad key file");
+        if (why == "key values mismatch")
+          fail(LUAASIO_TLS_EINVAL, "key " + v + " does not match the certificate");
+        fail(LUAASIO_TLS_EINVAL, "cannot load key " + v + ": " + why);
+      }
       if (SSL_CTX_check_private_key(ctx) != 1)
         fail(LUAASIO_TLS_EINVAL, "key " + v + " does not match the certificate");
       break;
