@@ -10,7 +10,12 @@ set(LUAASIO_TLS "auto" CACHE STRING "TLS backend: auto, openssl, mbedtls or OFF"
 set_property(CACHE LUAASIO_TLS PROPERTY STRINGS auto openssl mbedtls OFF)
 
 set(luaasio_tls_backend "")
-if(LUAASIO_TLS STREQUAL "auto")
+if(LUAASIO_TLS STREQUAL "auto" AND CMAKE_CROSSCOMPILING)
+  # The host's OpenSSL is not the target's: cross builds get TLS only when
+  # asked for, with the target's library (build_arm.sh -DLUAASIO_TLS=mbedtls
+  # -DMBEDTLS_INCLUDE_DIR=... -DMBEDTLS_LIBRARY=... ; see test/tls-cross.sh).
+  message(STATUS "LuaAsio TLS: cross build, no TLS unless -DLUAASIO_TLS=openssl|mbedtls")
+elseif(LUAASIO_TLS STREQUAL "auto")
   find_package(OpenSSL 1.1.1 QUIET)
   if(OPENSSL_FOUND)
     set(luaasio_tls_backend openssl)
@@ -56,7 +61,10 @@ if(luaasio_tls_backend)
     target_compile_options(luaasio_tls PRIVATE -Wall -Wextra -ffunction-sections -fdata-sections)
     if(NOT APPLE AND NOT WIN32)
       target_link_options(luaasio_tls PRIVATE -Wl,--gc-sections
-        -Wl,--version-script=${LUAASIO_ROOT}/src/tls/luaasio_tls.map -Wl,-z,defs)
+        -Wl,--version-script=${LUAASIO_ROOT}/src/tls/luaasio_tls.map -Wl,-z,defs
+        # Session finalizers may run after LuaJIT dropped the library when
+        # a Lua state closes: never unmap its code.
+        -Wl,-z,nodelete)
     endif()
     if(LUAASIO_STATIC_RUNTIME)
       target_link_options(luaasio_tls PRIVATE -static-libstdc++ -static-libgcc)

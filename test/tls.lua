@@ -589,6 +589,47 @@ T.test('a key update from openssl s_server mid-stream', function()
   end)
 end)
 
+T.test('a renegotiation started by openssl s_server (TLS 1.2) mid-stream', function()
+  local d = certs()
+  if mbed then T.skip(backend .. ' clients refuse renegotiation (mbedTLS builds have it off by default)') end
+  need('mkfifo')
+  T.go(function()
+    local fifo = d .. '/ctl12'
+    os.remove(fifo)
+    assert(sh('mkfifo ' .. fifo))
+    local port = free_port()
+    -- a line "R" makes s_server renegotiate: the client's next read must
+    -- take part in a new handshake, writing as well as reading.
+    local b = bg(('exec openssl s_server -msg -tls1_2 -accept %d -cert %s/srv.pem -key %s/srv.key < %s')
+      :format(port, d, d, fifo))
+    local ctl = assert(io.open(fifo, 'w'))
+    ctl:setvbuf('no')
+    wait_port(port, b)
+    asio.sleep(0.3)
+    local c = assert(asio.connect('127.0.0.1', port, { tls = { ca = d .. '/ca.pem' } }))
+    T.eq(c:tls_info().version, 'TLSv1.2', 'version')
+    ctl:write('one\n')
+    T.eq(c:read_line(), 'one', 'before')
+    ctl:write('R\n')
+    asio.sleep(0.1)
+    ctl:write('two\n')
+    T.eq(c:read_line(), 'two', 'after the renegotiation')
+    assert(c:write('three\n'))
+    for _ = 1, 100 do
+      if output(b):find('three', 1, true) then break end
+      asio.sleep(0.02)
+    end
+    assert(output(b):find('three', 1, true), 'the server read nothing after it: ' .. output(b))
+    -- the client sent a second ClientHello, inside the first session
+    local _, hellos = output(b):gsub('<<< TLS 1%.%d, Handshake %[length %x+%], ClientHello', '')
+    assert(hellos == 2, 'ClientHellos the server received: ' .. hellos .. '\n' .. output(b))
+    c:close()
+    ctl:close()
+    stop(b)
+    os.remove(fifo)
+  end)
+end)
+
 T.test('resources: 1,000 handshakes closed while pending, and TLS connections collected', function()
   local d = certs()
   local n = (T.instrumented or T.qemu) and 100 or 1000
@@ -634,7 +675,8 @@ T.test('resources: 1,000 handshakes closed while pending, and TLS connections co
     asio.sleep(0.2)
     local fd1, rss1 = T.fd_count(), T.rss_kb()
     if fd0 then T.eq(fd1, fd0, 'open descriptors') end
-    if rss0 and not T.instrumented then
+    -- (under qemu the emulator's own translation cache grows meanwhile)
+    if rss0 and not T.instrumented and not T.qemu then
       assert(rss1 - rss0 < 4096, ('RSS grew by %d KB over %d cycles'):format(rss1 - rss0, n))
     end
     silent:close()

@@ -492,6 +492,16 @@ function M.accept(c, ctx, timeout)
   local s = S.current
   local ok, err, reason = handshake(c, s, ctx, nil, nil, deadline_of(timeout))
   if ok then return true end
+  -- The backend has sent its alert. Closing a socket that holds unread
+  -- bytes (the rest of the client's flight) would reset the connection,
+  -- and the reset can overtake the alert: read what is there first.
+  local h = c.h
+  if h ~= 0 then
+    for _ = 1, 16 do
+      if C.luaasio_conn_read(loop, h, rbuf, S.BUFSIZE) <= 0 then break end
+    end
+    C.luaasio_conn_shutdown(loop, h, C.LUAASIO_SHUT_WR)
+  end
   c:close()
   return nil, err, reason
 end

@@ -65,19 +65,26 @@ int bio_create(BIO *b) {
   return 1;
 }
 
-BIO_METHOD *socket_method() {
-  // Created once and never freed: it lives as long as the library.
-  static BIO_METHOD *m = [] {
-    BIO_METHOD *bm = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "luaasio socket");
-    if (bm) {
-      BIO_meth_set_write(bm, bio_write);
-      BIO_meth_set_read(bm, bio_read);
-      BIO_meth_set_ctrl(bm, bio_ctrl);
-      BIO_meth_set_create(bm, bio_create);
+// Created on first use, freed when the process exits (the library is
+// never unloaded: -z nodelete).
+struct method_holder {
+  BIO_METHOD *m;
+  method_holder() : m(BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "luaasio socket")) {
+    if (m) {
+      BIO_meth_set_write(m, bio_write);
+      BIO_meth_set_read(m, bio_read);
+      BIO_meth_set_ctrl(m, bio_ctrl);
+      BIO_meth_set_create(m, bio_create);
     }
-    return bm;
-  }();
-  return m;
+  }
+  ~method_holder() { BIO_meth_free(m); }
+  method_holder(const method_holder &) = delete;
+  method_holder &operator=(const method_holder &) = delete;
+};
+
+BIO_METHOD *socket_method() {
+  static method_holder holder;
+  return holder.m;
 }
 
 const char *verify_reason(long v) {
