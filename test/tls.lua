@@ -674,7 +674,8 @@ T.test('resources: 1,000 handshakes closed while pending, and TLS connections co
     collectgarbage()
     asio.sleep(0.2)
     local fd1, rss1 = T.fd_count(), T.rss_kb()
-    if fd0 then T.eq(fd1, fd0, 'open descriptors') end
+    -- (a connection of an earlier test may still be closing at the start)
+    if fd0 then assert(fd1 <= fd0, ('open descriptors: %d before, %d after'):format(fd0, fd1)) end
     -- (under qemu the emulator's own translation cache grows meanwhile)
     if rss0 and not T.instrumented and not T.qemu then
       assert(rss1 - rss0 < 4096, ('RSS grew by %d KB over %d cycles'):format(rss1 - rss0, n))
