@@ -58,6 +58,11 @@ enum {
   LUAASIO_ENOORIGDST = -23,
   LUAASIO_ESYSTEM = -24,
   /* threads, channels and shared dictionaries: -50 .. -59 */
+  /* TLS (libluaasio_tls, include/luaasio_tls.h) */
+  LUAASIO_ETLS = -30,       /* "tls handshake failed" */
+  LUAASIO_ECERT = -31,      /* "certificate verify failed" */
+  LUAASIO_ENOTLS = -32,     /* "tls not available" */
+  LUAASIO_ETLSPROTO = -33,  /* "tls error": a bad record after the handshake */
   LUAASIO_ESTOPPED = -50,  /* the loop was asked to stop by its owner thread */
   LUAASIO_ETOOBIG = -51,   /* the value does not fit the buffer; *needed tells */
   LUAASIO_ENOLUA = -52,    /* the host process exports no Lua C API */
@@ -159,6 +164,14 @@ int luaasio_read_wait_cheap_after_eagain(void);
 /* Detaches the slot from a wait in flight: it will report nothing. */
 int luaasio_conn_unwait(luaasio_loop *loop, int32_t conn, int dir);
 int luaasio_conn_shutdown(luaasio_loop *loop, int32_t conn, int how);
+/* The connection's socket descriptor (a SOCKET on Windows), for a library
+ * that works on it directly (libluaasio_tls), or an error. The socket stays
+ * the connection's: never close it. */
+int64_t luaasio_conn_native(luaasio_loop *loop, int32_t conn);
+/* Tells the loop that a read on the descriptor just returned "would block",
+ * as luaasio_conn_read does itself: a read wait armed next may then skip
+ * its system call (see luaasio_read_wait_cheap_after_eagain). */
+int luaasio_conn_read_blocked(luaasio_loop *loop, int32_t conn);
 int luaasio_conn_setoption(luaasio_loop *loop, int32_t conn, int option, int value);
 /* Writes the local (which = 0) or remote (which = 1) address as text into
  * `buf` (NUL-terminated) and its port into *port; returns the text length. */

@@ -8,6 +8,9 @@
 -- The library lands in the tree's lib/lua/5.1/ (libluaasio.so, or
 -- luaasio.dll on Windows) and asio.lua in share/lua/5.1/; asio.lua finds the
 -- library through package.cpath, so require 'asio' works from any directory.
+-- When OpenSSL's development files are found (libssl-dev), the optional TLS
+-- library libluaasio_tls.so is built and installed next to libluaasio.so;
+-- without them the rock has no TLS and asio.tls_available() says why.
 rockspec_format = "3.0"
 package = "luaasio"
 version = "scm-1"
@@ -48,5 +51,6 @@ build = {
     CMAKE_INSTALL_BINDIR = "$(LIBDIR)",
     LUAASIO_INSTALL_LUADIR = "$(LUADIR)",
     BOOST_INCLUDE = "$(BOOST_INCDIR)",
+    LUAASIO_TLS = "auto",
   },
 }

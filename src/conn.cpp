@@ -231,6 +231,27 @@ LUAASIO_EXPORT int luaasio_conn_unwait(luaasio_loop *l, int32_t h, int dir) {
   LUAASIO_CATCH
 }
 
+LUAASIO_EXPORT int64_t luaasio_conn_native(luaasio_loop *l, int32_t h) {
+  if (!l)
+    return LUAASIO_EINVAL;
+  conn *c = l->get<conn>(h);
+  if (!c)
+    return LUAASIO_EBADF;
+  if (c->connecting || !c->sock.is_open())
+    return LUAASIO_ENOTCONN;
+  return static_cast<int64_t>(c->sock.native_handle());
+}
+
+LUAASIO_EXPORT int luaasio_conn_read_blocked(luaasio_loop *l, int32_t h) {
+  if (!l)
+    return LUAASIO_EINVAL;
+  conn *c = l->get<conn>(h);
+  if (!c)
+    return LUAASIO_EBADF;
+  c->eagain_at = l->runs;
+  return LUAASIO_OK;
+}
+
 LUAASIO_EXPORT int luaasio_conn_shutdown(luaasio_loop *l, int32_t h, int how) {
   if (!l)
     return LUAASIO_EINVAL;

@@ -90,6 +90,10 @@ LUAASIO_EXPORT const char *luaasio_strerror(int code) {
   case LUAASIO_ENOTCONN: return "not connected";
   case LUAASIO_ENOORIGDST: return "no original destination";
   case LUAASIO_ESYSTEM: return "system error";
+  case LUAASIO_ETLS: return "tls handshake failed";
+  case LUAASIO_ECERT: return "certificate verify failed";
+  case LUAASIO_ENOTLS: return "tls not available";
+  case LUAASIO_ETLSPROTO: return "tls error";
   case LUAASIO_ESTOPPED: return "stopped";
   case LUAASIO_ETOOBIG: return "too big";
   case LUAASIO_ENOLUA: return "no lua api";

@@ -42,6 +42,7 @@ struct luaasio_lua_conn {
   int32_t writer;   /* slot of the light thread writing, 0 if none */
   int32_t pend;     /* 0, or where the unread bytes start in pend_of[h] */
   uint8_t drained;  /* the last read came back short */
+  uint8_t tls;      /* 1: reads and writes go through TLS (asio.tls) */
   double rto, wto;  /* timeouts in seconds, < 0 for none */
 };
 ]]
@@ -56,6 +57,7 @@ local function conn_gc(c)
   if h ~= 0 and S.loop_alive then
     c.h = 0
     pend_of[h] = nil
+    if c.tls ~= 0 then S.tls_drop(h, false) end
     C.luaasio_close(loop, h)
   end
 end
@@ -68,8 +70,10 @@ local conn_t = ffi.metatype('struct luaasio_lua_conn', {
   end,
 })
 
+-- A handle that carries a TLS session (one taken from a pool) keeps it.
 local function new_conn(h)
-  return conn_t(h, 0, 0, 0, 0, -1, -1)
+  local tls_of = S.tls_of
+  return conn_t(h, 0, 0, 0, 0, tls_of and tls_of[h] and 1 or 0, -1, -1)
 end
 
 local function check_conn(self, fname)
@@ -141,6 +145,7 @@ end
 local SKIP_AFTER_SHORT_READ = C.luaasio_read_wait_cheap_after_eagain() == 0
 
 local function recv(c, want)
+  if c.tls ~= 0 then return S.tls_recv(c, want) end
   local r = C.luaasio_conn_read(loop, c.h, rbuf, want)
   c.drained = (SKIP_AFTER_SHORT_READ and r > 0 and r < want) and 1 or 0
   return r
@@ -372,6 +377,13 @@ function Conn:read_line(max)
   return read_until(self, s, '\n', max, false, true)
 end
 
+-- One non-blocking write of data[off .. off+len): bytes taken, EAGAIN
+-- (wait until writable, then pass the same bytes again) or an error.
+local function send(c, data, off, len)
+  if c.tls ~= 0 then return S.tls_send(c, data, off, len) end
+  return C.luaasio_conn_write(loop, c.h, data, off, len)
+end
+
 -- Writers take turns. The light thread writing is c.writer; others wait in
 -- line (first in, first out) in wq_of[c], a waiter list as asio.sync keeps
 -- them (th_cv/th_cvi name the entry, so that asio.kill can withdraw it).
@@ -419,7 +431,7 @@ local function write_slow(c, s, data, off, len, deadline)
   while off < len do
     local r = wait_io(c, s, WAIT_WRITE, deadline)
     if r == 0 then
-      if c.h == 0 then r = ECLOSED else r = C.luaasio_conn_write(loop, c.h, data, off, len - off) end
+      if c.h == 0 then r = ECLOSED else r = send(c, data, off, len - off) end
     end
     if r > 0 then
       off = off + r
@@ -454,12 +466,12 @@ function Conn:write(data)
     local ok, err = wait_turn(self, s, deadline)
     if not ok then return nil, err, 0 end
     if self.h == 0 then release_turn(self); return nil, 'closed', 0 end
-    local r = C.luaasio_conn_write(loop, self.h, data, 0, len)
+    local r = send(self, data, 0, len)
     if r == len then release_turn(self); return true end
     if r == EAGAIN then r = 0 elseif r < 0 then release_turn(self); return nil, strerror(r), 0 end
     return write_slow(self, s, data, r, len, deadline)
   end
-  local r = C.luaasio_conn_write(loop, h, data, 0, len)
+  local r = send(self, data, 0, len)
   if r == len then return true end
   if r == EAGAIN then r = 0 elseif r < 0 then return nil, strerror(r), 0 end
   return write_slow(self, s, data, r, len, deadline)
@@ -488,6 +500,7 @@ function Conn:close()
   self.h = 0
   pend_of[h] = nil
   self.pend = 0
+  if self.tls ~= 0 then S.tls_drop(h, true) end
   C.luaasio_close(loop, h)
   if self.reader ~= 0 then wake_later(self.reader, ECLOSED) end
   if self.writer ~= 0 then wake_later(self.writer, ECLOSED) end
@@ -506,6 +519,10 @@ end
 function Conn:shutdown()
   check_conn(self, 'shutdown')
   if self.h == 0 then return nil, 'closed' end
+  if self.tls ~= 0 then
+    local ok, err = S.tls_close_notify(self)
+    if not ok then return nil, err end
+  end
   local r = C.luaasio_conn_shutdown(loop, self.h, C.LUAASIO_SHUT_WR)
   if r < 0 then return nil, strerror(r) end
   return true
@@ -591,5 +608,6 @@ local function unread(c, data)
   keep_pend(c, data)
 end
 
-local M = { unread = unread, Conn = Conn, new = new_conn, check = check_conn, conn_t = conn_t, deadline_of = deadline_of }
+local M = { unread = unread, Conn = Conn, new = new_conn, check = check_conn, conn_t = conn_t,
+  deadline_of = deadline_of, wait_io = wait_io, release_turn = release_turn }
 return M

@@ -8,6 +8,7 @@ local S = require 'asio.state'
 local sched = require 'asio.sched'
 local check = require 'asio.check'
 local conn = require 'asio.conn'
+local tls = require 'asio.tls'
 
 local C, strerror = lib.C, lib.strerror
 local ffi_string = ffi.string
@@ -110,7 +111,7 @@ end
 local function connect(host, port, opts)
   local t = S.current
   if type(host) ~= 'string' then argerr(1, 'connect', 'string', host) end
-  local prefer6, timeout = false, -1
+  local prefer6, timeout, topts = false, -1, nil
   -- The address forms that take no port may take the options second.
   local shifted = false
   if type(port) == 'table' and opts == nil and
@@ -128,14 +129,33 @@ local function connect(host, port, opts)
     elseif type(opts) == 'table' then
       prefer6 = opts.ipv6 and true or false
       timeout = check_timeout(3, 'connect', opts.timeout) or -1
+      if opts.tls ~= nil and opts.tls ~= false then
+        topts = tls.check_opts('connect', 3, opts.tls == true and {} or opts.tls, false)
+      end
     else
       argerr(3, 'connect', 'table, boolean or nil', opts)
     end
   end
   if not t then outside('connect') end
   must_park(t, 'connect')
+  if topts then
+    local ok, why = tls.load()
+    if not ok then return nil, strerror(C.LUAASIO_ENOTLS), why end
+  end
   local deadline = deadline_of(timeout)
   local c, err
+  if topts then
+    -- Connect, then the handshake within what is left of the same timeout.
+    local name = sub(host, 1, 5) ~= 'unix:' and port ~= nil and host or nil
+    c, err = connect(host, port, { ipv6 = prefer6, timeout = timeout >= 0 and timeout or nil })
+    if not c then return nil, err end
+    local ok, herr, reason = tls.client(c, t, name, topts, deadline)
+    if not ok then
+      c:close()
+      return nil, herr, reason
+    end
+    return c
+  end
   if port == nil then
     if sub(host, 1, 5) == 'unix:' then
       c, err = connect_unix(t, sub(host, 6), deadline)

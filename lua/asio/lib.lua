@@ -41,7 +41,7 @@ local function load_library()
     if not seen[path] then
       seen[path] = true
       local ok, lib = pcall(ffi.load, path)
-      if ok then return lib end
+      if ok then return lib, path end
       -- the loader's message usually starts with the path already
       local msg = tostring(lib)
       if sub(msg, 1, #path + 2) ~= path .. ': ' then msg = path .. ': ' .. msg end
@@ -52,7 +52,7 @@ local function load_library()
     .. (#tried > 0 and concat(tried, '\n') or '  (no candidate: package.cpath has none)'), 0)
 end
 
-local C = load_library()
+local C, C_path = load_library()
 
 if not pcall(ffi.typeof, 'luaasio_event') then
   ffi.cdef('const char *luaasio_cdef(void);')
@@ -74,6 +74,8 @@ end
 
 return {
   C = C,
+  path = C_path,        -- where the library was loaded from
+  lua_dir = lua_dir(),  -- the folder holding asio.lua
   -- Stable error string of a LUAASIO_E* code.
   strerror = function(code) return errstr[code] or 'system error' end,
 }

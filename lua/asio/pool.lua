@@ -82,6 +82,7 @@ local function sweep()
       while i <= p.n do
         if p.dl[i] <= t then
           local h = take(p, i)
+          S.tls_drop(h, false)
           C.luaasio_close(loop, h)
           if p.counted then uncount(p, key) end
         else
@@ -105,6 +106,12 @@ local function wake_sweeper()
 end
 
 -- Takes a fit idle connection out of pool p, closing unfit ones on the way.
+-- Closes a pooled handle (and its TLS session, if it has one).
+local function close_handle(h)
+  S.tls_drop(h, false)
+  C.luaasio_close(loop, h)
+end
+
 local function checkout(p, key)
   while p.n > 0 do
     local h, reused = take(p, p.n)
@@ -115,16 +122,18 @@ local function checkout(p, key)
       return c
     end
     -- Unread data, end of stream or an error: never hand it out.
-    C.luaasio_close(loop, h)
+    close_handle(h)
     if p.counted then uncount(p, key) end
   end
   return nil
 end
 
+-- TLS connections pool apart from plain ones to the same place.
 local function pool_key(host, port, opts)
   if type(opts) == 'table' and opts.pool ~= nil then return opts.pool end
-  if port == nil or type(port) == 'table' then return host end
-  return host .. ':' .. tostring(port)
+  local tls = type(opts) == 'table' and opts.tls and '|tls' or ''
+  if port == nil or type(port) == 'table' then return host .. tls end
+  return host .. ':' .. tostring(port) .. tls
 end
 
 -- asio.connect with pools. Without pool options it still takes an idle
@@ -141,7 +150,7 @@ local function connect(host, port, opts)
     if nidle == 0 or not t or type(host) ~= 'string' or type(port) ~= 'number' then
       return raw_connect(host, port, opts)
     end
-    local key = host .. ':' .. port
+    local key = pool_key(host, port, opts)
     local p = pools[key]
     local c = p and checkout(p, key)
     if c then return c end
@@ -246,6 +255,7 @@ function Conn:setkeepalive(idle, size)
   if not key then
     local ip, port = self:remote_address()
     key = ip and (port and port ~= 0 and ip .. ':' .. port or ip) or ('#' .. h)
+    if self.tls ~= 0 then key = key .. '|tls' end
   end
   local p = m and m.counted or get_pool(key, size)
   if m and m.counted then m.counted = nil end
@@ -253,7 +263,7 @@ function Conn:setkeepalive(idle, size)
   if p.n >= p.size then
     -- Full: the oldest idle connection makes room (as OpenResty does).
     local oh = take(p, 1)
-    C.luaasio_close(loop, oh)
+    close_handle(oh)
     if p.counted then p.total = p.total - 1 end
   end
   -- Detach the handle from this object without closing it.
@@ -277,7 +287,7 @@ local function flush(key)
     if key == nil or k == key then
       while p.n > 0 do
         local h = take(p, p.n)
-        C.luaasio_close(loop, h)
+        close_handle(h)
         if p.counted then p.total = p.total - 1 end
       end
       drop_pool_if_empty(k, p)

@@ -12,6 +12,7 @@ local S = require 'asio.state'
 local sched = require 'asio.sched'
 local check = require 'asio.check'
 local conn = require 'asio.conn'
+local tls = require 'asio.tls'
 
 local C, strerror = lib.C, lib.strerror
 local ffi_gc = ffi.gc
@@ -56,14 +57,29 @@ end
 -- The handler runs on the loop, not in a light thread. If it raises, the
 -- error is reported as the server's, and the connection is closed unless
 -- the handler handed it on first: a light thread it started still runs.
-local function on_accept(rec, h)
-  local c = new_conn(h)
+local function call_handler(rec, c)
   local threads = S.nthreads
   local ok, trace = xpcall(rec.handler, traceback, c)
   if not ok then
     report(handler_error, trace, 'server handler on ' .. rec.label)
     if S.nthreads <= threads then c:close() end
   end
+end
+
+-- With opts.tls the handshake runs first, in a light thread of its own;
+-- the handler is then called from that thread, with the connection ready.
+-- A failed handshake closes the connection without calling the handler.
+local function tls_accept(rec, c)
+  if tls.accept(c, rec.tls_ctx, rec.tls_timeout) then call_handler(rec, c) end
+end
+
+local function on_accept(rec, h)
+  local c = new_conn(h)
+  if rec.tls_ctx then
+    sched.spawn_light_thread(tls_accept, rec, c)
+    return
+  end
+  call_handler(rec, c)
 end
 
 local hosts = { localhost = '127.0.0.1', ['*'] = '0.0.0.0' }
@@ -82,7 +98,7 @@ local function server(ip, port, handler, opts)
     if not (mt and mt.__call) then argerr(hn, 'server', 'function', handler) end
   end
   if opts ~= nil and type(opts) ~= 'table' then argerr(hn + 1, 'server', 'table or nil', opts) end
-  local backlog, flags = 0, 0
+  local backlog, flags, tls_opts = 0, 0, nil
   if opts then
     if opts.backlog ~= nil then
       if not (is_count(opts.backlog) and opts.backlog < 2 ^ 31) then
@@ -94,8 +110,20 @@ local function server(ip, port, handler, opts)
         not (is_count(opts.max_connections) and opts.max_connections < 2 ^ 31) then
       error("bad argument #" .. (hn + 1) .. " to 'server' (max_connections must be a non-negative integer)", 2)
     end
+    if opts.tls ~= nil then
+      tls_opts = tls.check_opts('server', hn + 1, opts.tls, true)
+    end
     if opts.reuseport then flags = flags + C.LUAASIO_SERVER_REUSEPORT end
     if opts.ipv6_only then flags = flags + C.LUAASIO_SERVER_V6ONLY end
+  end
+  local tls_ctx
+  if tls_opts then
+    local why, reason
+    tls_ctx, why, reason = tls.server_context(tls_opts)
+    if not tls_ctx then
+      if why == 'tls not available' then return nil, why, reason end
+      error("bad argument #" .. (hn + 1) .. " to 'server' (tls: " .. why .. ")", 2)
+    end
   end
   server_seq = server_seq % 0x20000000 + 1
   local token = SERVER_BIT + server_seq
@@ -117,7 +145,8 @@ local function server(ip, port, handler, opts)
     if find(host, ':', 1, true) then host = '[' .. host .. ']' end
     label = host .. ':' .. C.luaasio_server_port(loop, h)
   end
-  local rec = { h = h, handler = handler, token = token, label = label }
+  local rec = { h = h, handler = handler, token = token, label = label, tls_ctx = tls_ctx,
+    tls_timeout = tls_opts and (tls_opts.timeout or tls.DEFAULT_HANDSHAKE_TIMEOUT) }
   local ref = ref_t(token)
   ffi_gc(ref, server_gc)
   local srv = setmetatable({ ref = ref, rec = rec }, Server)

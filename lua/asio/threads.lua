@@ -532,9 +532,22 @@ function M.server(ip, port, handler, opts)
   -- A Windows socket cannot move to another thread's completion port.
   if ffi.os == 'Windows' then return nil, 'not supported' end
 
+  -- With TLS, each worker runs the handshakes of the connections it is
+  -- handed; the settings are checked here first, so that errors show now.
+  local tls_opts = opts.tls
+  if tls_opts ~= nil then
+    local tls = require 'asio.tls'
+    local o = tls.check_opts('server', 4, tls_opts, true)
+    local ctx, why, reason = tls.server_context(o)
+    if not ctx then
+      if why == 'tls not available' then return nil, why, reason end
+      error("bad argument #4 to 'server' (tls: " .. why .. ")", 2)
+    end
+  end
+
   local local_opts = {}
   for k, v in pairs(opts) do local_opts[k] = v end
-  local_opts.threads, local_opts.init = nil, nil
+  local_opts.threads, local_opts.init, local_opts.tls = nil, nil, nil
 
   local srv = setmetatable({ workers = {}, running = 0, handed = 0 }, ThreadedServer)
   local workers = srv.workers
@@ -560,7 +573,7 @@ function M.server(ip, port, handler, opts)
   for i = 1, n do
     local ch = M.channel(65536)
     local payload = encode({ 'the kind', 'the handler', 'init' }, 'server', handler, init, i, ch,
-      srv.errors, opts.reuseport and ip or false, lport, ip)
+      srv.errors, opts.reuseport and ip or false, lport, ip, tls_opts)
     local token = new_token()
     local h = start_worker(token, payload)
     if h < 0 then
@@ -622,7 +635,7 @@ end
 -- Inside a worker
 ---------------------------------------------------------------------------
 
-local function serve_worker(handler, init, index, ch, errors, reuse_ip, port, ip)
+local function serve_worker(handler, init, index, ch, errors, reuse_ip, port, ip, tls_opts)
   local asio = require 'asio'
   -- Never waits: a report that finds the channel full is dropped.
   local function send_error(msg)
@@ -643,12 +656,19 @@ local function serve_worker(handler, init, index, ch, errors, reuse_ip, port, ip
   local token = THREAD_BASE + 0x1fffffff   -- one per worker state
   local host = find(ip, ':', 1, true) and '[' .. ip .. ']' or ip
   local rec = { h = 0, handler = handler, token = token, label = host .. ':' .. port }
+  if tls_opts then
+    local tls = require 'asio.tls'
+    local o = tls.check_opts('server', 4, tls_opts, true)
+    local ctx, why = tls.server_context(o)
+    if not ctx then error('tls: ' .. tostring(why), 0) end
+    rec.tls_ctx, rec.tls_timeout = ctx, o.timeout or tls.DEFAULT_HANDSHAKE_TIMEOUT
+  end
   S.servers[token] = rec
   S.nservers = S.nservers + 1
   local rsrv
   if reuse_ip then
     local e
-    rsrv, e = asio.server(reuse_ip, port, handler, { reuseport = true })
+    rsrv, e = asio.server(reuse_ip, port, handler, { reuseport = true, tls = tls_opts })
     if not rsrv then error('cannot listen with reuseport: ' .. tostring(e), 0) end
   end
   asio.spawn_light_thread(function()
