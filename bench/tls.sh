@@ -15,8 +15,11 @@
 # handshake + a 32-byte echo + close). Every connection is TLS 1.3 with
 # TLS_AES_128_GCM_SHA256 and an ECDSA P-256 certificate made here with
 # `openssl` (in a temp dir, removed at exit); both servers load the same one.
+# NODELAY=1 (the default) has both servers set TCP_NODELAY on each accepted
+# connection; NODELAY=0 leaves both as they are (LuaAsio's TLS connections
+# then keep Nagle's algorithm: see bench/README.md).
 # Tunables: ROUNDS, SECONDS_RUN, WARMUP, ECHO_CONNS, ECHO_SIZE, STREAM_CONNS,
-# STREAM_BYTES, HS_CONNS, MODES, LAYOUTS, CPU_SERVER, CPU_CLIENT.
+# STREAM_BYTES, HS_CONNS, NODELAY, MODES, LAYOUTS, CPU_SERVER, CPU_CLIENT.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -28,7 +31,7 @@ if [[ ${QUICK:-0} == 1 ]]; then
 else
   : "${ROUNDS:=5}" "${SECONDS_RUN:=5}" "${WARMUP:=1}" "${STREAM_BYTES:=256M}"
 fi
-: "${ECHO_CONNS:=50}" "${ECHO_SIZE:=1024}" "${STREAM_CONNS:=4}" "${HS_CONNS:=20}"
+: "${ECHO_CONNS:=50}" "${ECHO_SIZE:=1024}" "${STREAM_CONNS:=4}" "${HS_CONNS:=20}" "${NODELAY:=1}"
 : "${MODES:=echo stream handshake}" "${LAYOUTS:=same split}" "${CPU_SERVER:=0}" "${CPU_CLIENT:=1}"
 
 log() { printf '%s\n' "$*" >&2; }
@@ -92,9 +95,12 @@ next_port() {
 start() {
   local impl=$1 cpu=$2 port=$3 log=$OUT/log/tls-$1.log launched i line
   if [[ $impl == native ]]; then
-    taskset -c "$cpu" "$OUT/tls_native_server" --port "$port" --cert "$CERTS/cert.pem" --key "$CERTS/key.pem" >"$log" 2>&1 &
+    taskset -c "$cpu" "$OUT/tls_native_server" --port "$port" --cert "$CERTS/cert.pem" --key "$CERTS/key.pem" \
+      --nodelay "$NODELAY" >"$log" 2>&1 &
   else
-    taskset -c "$cpu" "$LUAJIT" bench/lua/tls_echo_server.lua "$port" "$CERTS/cert.pem" "$CERTS/key.pem" >"$log" 2>&1 &
+    local nd=
+    [[ $NODELAY == 1 ]] && nd=nodelay
+    taskset -c "$cpu" "$LUAJIT" bench/lua/tls_echo_server.lua "$port" "$CERTS/cert.pem" "$CERTS/key.pem" $nd >"$log" 2>&1 &
   fi
   launched=$!
   STARTED+=("$launched")
@@ -149,7 +155,7 @@ run() {
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-log "rounds=$ROUNDS seconds=$SECONDS_RUN stream=${STREAM_CONNS}x$STREAM_BYTES; raw results in $RESULTS"
+log "rounds=$ROUNDS seconds=$SECONDS_RUN stream=${STREAM_CONNS}x$STREAM_BYTES nodelay=$NODELAY; raw results in $RESULTS"
 start_time=$SECONDS
 for mode in $MODES; do
   log "== $mode"
@@ -215,6 +221,7 @@ report() {
   echo
   echo "LuaAsio TLS vs native Boost.Asio ssl::stream, medians of $ROUNDS rounds; $(nproc) CPUs, $(uname -r)"
   echo "protocol: $(awk '{ for (i = 5; i <= NF; i++) if ($i ~ /^(tls|cipher)=/) printf "%s ", $i; print "" }' "$RESULTS" | sort | uniq -c | sed 's/^ *//' | paste -sd';' -)"
+  echo "TCP_NODELAY set by both servers: $NODELAY; echo ${ECHO_CONNS}x$ECHO_SIZE B, stream ${STREAM_CONNS}x$STREAM_BYTES, handshake $HS_CONNS clients"
   echo "layouts: same = server and loadgen on CPU $CPU_SERVER; split = server on CPU $CPU_SERVER, loadgen on CPU $CPU_CLIENT"
   echo "ratio = luaasio / native; cpu_* = server CPU (utime+stime) per request, GB or connection"
   echo "spread = (max - min) / median over the rounds, the larger of the two sides"

@@ -2,7 +2,7 @@
 // ceiling the LuaAsio TLS server (bench/lua/tls_echo_server.lua) is measured
 // against.
 //
-//   tls_native_server --cert CERT.pem --key KEY.pem [--port P] [--buf 65536]
+//   tls_native_server --cert CERT.pem --key KEY.pem [--port P] [--buf 65536] [--nodelay 1]
 //
 // Listens on 127.0.0.1 (port 0 picks a free one) and prints "PORT <n>" once
 // listening. Each connection is a boost::asio::ssl::stream: the handshake,
@@ -10,7 +10,8 @@
 // error, then a close_notify. The context is set up as LuaAsio's server
 // context is (TLS 1.2 minimum, no compression, no renegotiation, the
 // server's cipher preference, the default session cache and tickets), so
-// both sides negotiate the same thing with the same client.
+// both sides negotiate the same thing with the same client. With --nodelay 1
+// every accepted socket gets TCP_NODELAY before the handshake.
 //
 // Build: g++ -std=c++17 -O2 -pthread tls_native_server.cpp -lssl -lcrypto
 
@@ -70,8 +71,9 @@ private:
 
 class Server {
 public:
-  Server(asio::io_context &io, ssl::context &ctx, unsigned short port, std::size_t buf)
-      : acceptor_(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), port)), ctx_(ctx), buf_(buf) {
+  Server(asio::io_context &io, ssl::context &ctx, unsigned short port, std::size_t buf, bool nodelay)
+      : acceptor_(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), port)), ctx_(ctx), buf_(buf),
+        nodelay_(nodelay) {
     accept();
   }
   unsigned short port() const { return acceptor_.local_endpoint().port(); }
@@ -79,7 +81,10 @@ public:
 private:
   void accept() {
     acceptor_.async_accept([this](error_code ec, tcp::socket sock) {
-      if (!ec) std::make_shared<Session>(std::move(sock), ctx_, buf_)->start();
+      if (!ec) {
+        if (nodelay_) sock.set_option(tcp::no_delay(true), ec);
+        std::make_shared<Session>(std::move(sock), ctx_, buf_)->start();
+      }
       accept();
     });
   }
@@ -87,6 +92,7 @@ private:
   tcp::acceptor acceptor_;
   ssl::context &ctx_;
   std::size_t buf_;
+  bool nodelay_;
 };
 
 } // namespace
@@ -95,6 +101,7 @@ int main(int argc, char **argv) {
   std::string cert, key;
   unsigned short port = 0;
   std::size_t buf = 65536;
+  bool nodelay = false;
   for (int i = 1; i < argc; i += 2) {
     std::string k = argv[i];
     if (i + 1 >= argc) die("missing value for " + k);
@@ -103,6 +110,7 @@ int main(int argc, char **argv) {
     else if (k == "--key") key = v;
     else if (k == "--port") port = static_cast<unsigned short>(std::atoi(v.c_str()));
     else if (k == "--buf") buf = std::size_t(std::atol(v.c_str()));
+    else if (k == "--nodelay") nodelay = v == "1";
     else die("unknown option " + k);
   }
   if (cert.empty() || key.empty()) die("usage: tls_native_server --cert CERT --key KEY [--port P] [--buf N]");
@@ -127,7 +135,7 @@ int main(int argc, char **argv) {
   }
 
   asio::io_context io(1);
-  Server server(io, ctx, port, buf);
+  Server server(io, ctx, port, buf, nodelay);
   std::cout << "PORT " << server.port() << std::endl;
   io.run();
 }
