@@ -329,7 +329,9 @@ T.test('1,000 concurrent relays; descriptors and memory flat after they end', fu
     collectgarbage(); collectgarbage()
     asio.sleep(0.1)
     local fd1, rss1 = T.fd_count(), T.rss_kb()
-    if fd0 then assert(fd1 <= fd0, ('descriptors: %d before, %d after'):format(fd0, fd1)) end
+    -- A leak per relay would show as n more; a few may belong to other
+    -- tests' connections still closing.
+    if fd0 then assert(fd1 <= fd0 + 4, ('descriptors: %d before, %d after %d relays'):format(fd0, fd1, n)) end
     if rss0 and not T.instrumented and not T.qemu then
       assert(rss1 - rss0 < 8192, ('RSS grew by %d KB after %d relays'):format(rss1 - rss0, n))
     end
