@@ -359,3 +359,49 @@ T.test('misuse raises errors naming relay and the argument, and changes nothing'
     srv:close()
   end)
 end)
+
+T.test('a TLS connection is relayed through the TLS library, in Lua', function()
+  local ok = asio.tls_available()
+  if not ok then
+    if os.getenv('LUAASIO_REQUIRE_TLS') == '1' then error('the TLS library is required (LUAASIO_REQUIRE_TLS=1)') end
+    T.skip('libluaasio_tls is not built')
+  end
+  if T.windows or os.execute('command -v openssl >/dev/null 2>&1') ~= 0 then T.skip('needs the openssl command') end
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute(('mkdir -p %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/k.pem -out %s/c.pem -days 2 -subj /CN=localhost >/dev/null 2>&1')
+    :format(d, d, d)) == 0)
+  local payload = data(3 * 1048576 + 17, 3)
+  T.go(function()
+    local tgt, port = T.server(function(c)
+      local got = c:read(#payload)
+      c:write(got == payload and 'intact\n' or 'damaged\n')
+      c:shutdown()
+      c:read_some()
+      c:close()
+    end)
+    local done = {}
+    local srv = assert(asio.server('127.0.0.1', 0, function(c)
+      -- the handler runs in a light thread once the handshake is done
+      local up = assert(asio.connect('127.0.0.1', port))
+      done[1] = { asio.relay(c, up) }
+      c:close()
+      up:close()
+    end, { tls = { cert = d .. '/c.pem', key = d .. '/k.pem' } }))
+    local c = assert(asio.connect('127.0.0.1', srv:port(), { tls = { verify = false } }))
+    assert(c:write(payload))
+    c:shutdown()
+    T.eq(c:read_line(), 'intact', 'the target got every byte')
+    T.eq(select(2, c:read_some()), 'eof', 'end')
+    c:close()
+    for _ = 1, 200 do if done[1] then break end asio.sleep(0.01) end
+    local r = assert(done[1], 'relay did not return')
+    T.eq(r[1], #payload, 'bytes client -> target')
+    T.eq(r[2], #'intact\n', 'bytes target -> client')
+    T.eq(r[3], 'eof', 'end a->b')
+    T.eq(r[4], 'eof', 'end b->a')
+    srv:close()
+    tgt:close()
+  end)
+  os.execute('rm -rf ' .. d)
+end)
