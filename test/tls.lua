@@ -789,3 +789,32 @@ T.test('a TLS server on several threads: each worker runs its handshakes', funct
     srv:close()
   end)
 end)
+
+T.test('TLS connections have Nagle off, as plain ones do', function()
+  local d = certs()
+  if T.windows then T.skip('reads TCP_NODELAY with getsockopt through the FFI (POSIX)') end
+  pcall(require('ffi').cdef, 'int getsockopt(int, int, int, void *, unsigned *);')
+  local ffi = require 'ffi'
+  local C = require('asio.lib').C
+  local function nodelay(c)
+    local v, len = ffi.new('int[1]'), ffi.new('unsigned[1]', 4)
+    local fd = tonumber(C.luaasio_conn_native(require('asio.state').loop, c.h))
+    assert(ffi.C.getsockopt(fd, 6 --[[IPPROTO_TCP]], 1 --[[TCP_NODELAY]], v, len) == 0)
+    return v[0] ~= 0
+  end
+  T.go(function()
+    local server_side
+    local srv = assert(asio.server('127.0.0.1', 0, function(c)
+      server_side = nodelay(c)
+      c:write('x')
+      c:read_some()
+      c:close()
+    end, { tls = { cert = d .. '/srv.pem', key = d .. '/srv.key' } }))
+    local c = assert(asio.connect('127.0.0.1', srv:port(), { tls = { ca = d .. '/ca.pem' } }))
+    T.eq(c:read(1), 'x', 'data')
+    T.eq(nodelay(c), true, 'client TCP_NODELAY')
+    T.eq(server_side, true, 'server TCP_NODELAY')
+    c:close()
+    srv:close()
+  end)
+end)

@@ -391,6 +391,10 @@ local function handshake(c, s, ctx, server_name, session, deadline)
   if t == nil then return nil, strerror(C.LUAASIO_ETLS), ffi_string(errbuf) end
   tls_of[h] = ffi_gc(t, T.luaasio_tls_free)
   c.tls = 1
+  -- TLS writes bypass luaasio_conn_write, which turns Nagle's algorithm off
+  -- before a connection's second write: do it here, as plain connections
+  -- have it (a Unix socket refuses, which is fine).
+  C.luaasio_conn_setoption(loop, h, C.LUAASIO_OPT_NODELAY, 1)
   return run_handshake(c, s, t, deadline)
 end
 
