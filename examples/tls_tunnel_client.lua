@@ -74,52 +74,23 @@ end
 -- The tunnel's TLS settings: our certificate, and the CA that must have
 -- signed the server's (the only one trusted). The server's certificate is
 -- checked against SERVER_HOST, the name or address dialled.
-local tls = { cert = cert, key = key, ca = ca, min_version = '1.3' }
+-- TLS 1.3 where both ends have it (OpenSSL, mbedTLS 3), else TLS 1.2.
+local tls = { cert = cert, key = key, ca = ca }
 
--- Copies a -> b until a ends. On EOF only b's sending side is shut (for the
--- TLS side that sends close_notify first), so the other direction keeps
--- flowing. Returns true at a clean EOF, or false and the error.
-local function pump(a, b)
-  while true do
-    local data, err = a:read_some()
-    if data and #data > 0 then
-      local ok, werr = b:write(data)
-      if not ok then return false, 'write: ' .. tostring(werr) end
-    end
-    if err == 'eof' then
-      b:shutdown()
-      return true
-    elseif err then
-      return false, 'read: ' .. tostring(err)
-    end
-  end
-end
-
--- One light thread per direction; both connections are closed once both
--- directions ended, or at once when either fails.
--- asio.relay(client, tunnel) would replace this function (and pump) once
--- the native relay is available: the copying would then run without waking
--- Lua.
+-- Both directions until both are over (a half-close is passed on, so the
+-- other direction keeps flowing), then both connections are closed.
+-- asio.relay copies inside the library: TLS connections through the TLS
+-- library, plain ones with splice(2) on Linux.
 local function relay(client, tunnel, label)
-  local left, failed = 2, false
-  local function run(a, b, dir)
-    local ok, err = pump(a, b)
-    left = left - 1
-    if not ok then
-      if not failed then
-        failed = true
-        log('%s: %s %s', label, dir, err)
-      end
-      client:close()
-      tunnel:close()
-    elseif left == 0 then
-      client:close()
-      tunnel:close()
-      log('%s: done', label)
-    end
+  local up_bytes, down_bytes, up_end, down_end = asio.relay(client, tunnel)
+  client:close()
+  tunnel:close()
+  if up_end == 'eof' and down_end == 'eof' then
+    log('%s: done, %d bytes up, %d down', label, up_bytes, down_bytes)
+  else
+    log('%s: upload %s, download %s (%d bytes up, %d down)', label, tostring(up_end),
+      tostring(down_end), up_bytes or 0, down_bytes or 0)
   end
-  asio.spawn_light_thread(run, tunnel, client, 'download')
-  run(client, tunnel, 'upload')
 end
 
 local function handle(conn)

@@ -56,49 +56,20 @@ local function hostport(ip, port)
   return string.format(ip:find(':', 1, true) and '[%s]:%s' or '%s:%s', ip, port)
 end
 
--- Copies a -> b until a ends. On EOF only b's sending side is shut (for the
--- TLS side that sends close_notify first), so the other direction keeps
--- flowing. Returns true at a clean EOF, or false and the error.
-local function pump(a, b)
-  while true do
-    local data, err = a:read_some()
-    if data and #data > 0 then
-      local ok, werr = b:write(data)
-      if not ok then return false, 'write: ' .. tostring(werr) end
-    end
-    if err == 'eof' then
-      b:shutdown()
-      return true
-    elseif err then
-      return false, 'read: ' .. tostring(err)
-    end
-  end
-end
-
--- One light thread per direction; both connections are closed once both
--- directions ended, or at once when either fails.
--- asio.relay(tunnel, up) would replace this function (and pump) once the
--- native relay is available: the copying would then run without waking Lua.
+-- Both directions until both are over (a half-close is passed on, so the
+-- other direction keeps flowing), then both connections are closed.
+-- asio.relay copies inside the library: TLS connections through the TLS
+-- library, plain ones with splice(2) on Linux.
 local function relay(tunnel, up, label)
-  local left, failed = 2, false
-  local function run(a, b, dir)
-    local ok, err = pump(a, b)
-    left = left - 1
-    if not ok then
-      if not failed then
-        failed = true
-        log('%s: %s %s', label, dir, err)
-      end
-      tunnel:close()
-      up:close()
-    elseif left == 0 then
-      tunnel:close()
-      up:close()
-      log('%s: done', label)
-    end
+  local up_bytes, down_bytes, up_end, down_end = asio.relay(tunnel, up)
+  tunnel:close()
+  up:close()
+  if up_end == 'eof' and down_end == 'eof' then
+    log('%s: done, %d bytes up, %d down', label, up_bytes, down_bytes)
+  else
+    log('%s: upload %s, download %s (%d bytes up, %d down)', label, tostring(up_end),
+      tostring(down_end), up_bytes or 0, down_bytes or 0)
   end
-  asio.spawn_light_thread(run, up, tunnel, 'download')
-  run(tunnel, up, 'upload')
 end
 
 local function handle(conn)
