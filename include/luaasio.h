@@ -329,20 +329,6 @@ int luaasio_udp_group(luaasio_loop *loop, int32_t udp, int join, const char *gro
                       const char *iface);
 /* The local address as text and its port, as luaasio_conn_address(). */
 int luaasio_udp_address(luaasio_loop *loop, int32_t udp, char *buf, int cap, int *port);
-/* Relays (asio.relay): forwards a's bytes to b and b's to a inside the
- * library until both directions are over, then reports one event on
- * `slot` (result 0). EOF in one direction half-closes the other side
- * (shutdown of its sending side); an error in either, or no traffic for
- * idle_timeout seconds (> 0; 0: none), ends both. Closing the relay handle
- * stops it without an event; the connections stay open. On Linux two TCP
- * connections are relayed with splice(2), unless flags has
- * LUAASIO_RELAY_NO_SPLICE. */
-enum { LUAASIO_RELAY_NO_SPLICE = 1 };
-int32_t luaasio_relay_start(luaasio_loop *loop, int32_t a, int32_t b, int32_t slot,
-                            double idle_timeout, int flags);
-/* Bytes forwarded a->b and b->a, and how each direction ended (1 while it
- * runs, LUAASIO_EOF, or an error code). Returns 1 if spliced, 0 if not. */
-int luaasio_relay_result(luaasio_loop *loop, int32_t relay, int64_t *bytes2, int *ends2);
 /* LUAASIO_CDEF_END */
 
 /* The declarations above as text, for ffi.cdef. */

@@ -23,7 +23,6 @@
 --   asio.udp      datagram sockets
 --   asio.pool     connection pools (setkeepalive)
 --   asio.tls      TLS on connections (loads libluaasio_tls on first use)
---   asio.relay    forwarding between two connections (proxies)
 
 local sched = require 'asio.sched'
 local sync = require 'asio.sync'
@@ -34,7 +33,6 @@ local server = require 'asio.server'
 local udp = require 'asio.udp'
 local pool = require 'asio.pool'
 local tls = require 'asio.tls'
-local relay = require 'asio.relay'
 
 return {
   spawn_light_thread = sched.spawn_light_thread,
@@ -63,6 +61,5 @@ return {
   stats = sched.stats,
   udp = udp.udp,
   tls_available = tls.available,
-  relay = relay.relay,
   _VERSION = 'LuaAsio 0.1.0',
 }

@@ -609,5 +609,5 @@ local function unread(c, data)
 end
 
 local M = { unread = unread, Conn = Conn, new = new_conn, check = check_conn, conn_t = conn_t,
-  deadline_of = deadline_of, wait_io = wait_io, release_turn = release_turn, take_pend = take_pend }
+  deadline_of = deadline_of, wait_io = wait_io, release_turn = release_turn }
 return M
