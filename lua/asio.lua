@@ -22,6 +22,7 @@
 --   asio.threads  worker threads, threaded servers, channels, shared dicts
 --   asio.udp      datagram sockets
 --   asio.pool     connection pools (setkeepalive)
+--   asio.relay    forwarding two connections to each other (asio.relay)
 
 local sched = require 'asio.sched'
 local sync = require 'asio.sync'
@@ -31,6 +32,7 @@ local acoroutine = require 'asio.coroutine'
 local server = require 'asio.server'
 local udp = require 'asio.udp'
 local pool = require 'asio.pool'
+local relay = require 'asio.relay'
 
 return {
   spawn_light_thread = sched.spawn_light_thread,
@@ -58,5 +60,6 @@ return {
   addr_to_string = connect.addr_to_string,
   stats = sched.stats,
   udp = udp.udp,
+  relay = relay.relay,
   _VERSION = 'LuaAsio 0.1.0',
 }
