@@ -32,6 +32,7 @@ local M = {}
 -- How many directions of the last native relay used splice(2) (for tests
 -- and the benchmark).
 M.last_splice = 0
+M.last_path = nil   -- 'native' or 'lua'
 
 local function end_string(code)
   if code == RUNNING then return nil end
@@ -225,6 +226,7 @@ function M.relay(a, b, opts)
   must_park(s, 'relay')
   local native_ok = not use_lua and istype(conn_t, a) and istype(conn_t, b)
     and S.conn_is_plain(a) and S.conn_is_plain(b)
+  M.last_path = native_ok and 'native' or 'lua'
   if native_ok then
     return native(s, a, b, idle or 0, splice and 0 or NOSPLICE)
   end
