@@ -33,8 +33,12 @@ end
 -- no byte passes through Lua. EOF on one side shuts the other side's
 -- sending half, so the opposite direction keeps flowing (half-close); an
 -- error or a reset on either side ends both.
+-- LUAASIO_RELAY_SPLICE=0 in the environment makes it copy through a buffer
+-- instead of splicing (bench/run.sh compares the two).
+local relay_opts = { splice = os.getenv('LUAASIO_RELAY_SPLICE') ~= '0' }
+
 function M.relay(client, remote, label, log)
-  local up, down, up_end, down_end = asio.relay(client, remote)
+  local up, down, up_end, down_end = asio.relay(client, remote, relay_opts)
   client:close()
   remote:close()
   if up_end == 'eof' and down_end == 'eof' then
