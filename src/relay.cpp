@@ -176,23 +176,39 @@ bool relay::step_buffered(int d, int &wait_side, int &wait_dir) {
 
 #if defined(__linux__)
 // splice() into a socket raises SIGPIPE when the peer is gone (it has no
-// MSG_NOSIGNAL): the signal is blocked around the call, and one it raised
-// is taken back before the mask is restored.
-static ssize_t splice_out(int from, int to, size_t len, int &err) {
+// MSG_NOSIGNAL). While a direction takes its steps the signal is blocked,
+// and one that a step raised is taken back before the mask is restored.
+namespace {
+struct sigpipe_guard {
   sigset_t pipe_set, old;
-  sigemptyset(&pipe_set);
-  sigaddset(&pipe_set, SIGPIPE);
-  bool blocked = pthread_sigmask(SIG_BLOCK, &pipe_set, &old) == 0;
-  ssize_t n = splice(from, nullptr, to, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  err = n < 0 ? errno : 0;
-  if (blocked && !sigismember(&old, SIGPIPE)) {
-    if (err == EPIPE) {
+  bool restore = false;
+  bool raised = false; // a splice failed with EPIPE
+  explicit sigpipe_guard(bool on) {
+    if (!on)
+      return;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    restore = pthread_sigmask(SIG_BLOCK, &pipe_set, &old) == 0 && !sigismember(&old, SIGPIPE);
+  }
+  ~sigpipe_guard() {
+    if (!restore)
+      return;
+    if (raised) {
       struct timespec zero = {0, 0};
       while (sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
       }
     }
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
   }
+};
+thread_local sigpipe_guard *current_guard = nullptr;
+} // namespace
+
+static ssize_t splice_out(int from, int to, size_t len, int &err) {
+  ssize_t n = splice(from, nullptr, to, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  err = n < 0 ? errno : 0;
+  if (err == EPIPE && current_guard)
+    current_guard->raised = true;
   return n;
 }
 #endif
@@ -257,6 +273,14 @@ bool relay::step_splice(int d, int &wait_side, int &wait_dir) {
 
 void relay::step(int d) {
   direction &x = dirs[d];
+#if defined(__linux__)
+  sigpipe_guard guard(x.splice);
+  struct set_guard {
+    sigpipe_guard *prev;
+    explicit set_guard(sigpipe_guard *g) : prev(current_guard) { current_guard = g; }
+    ~set_guard() { current_guard = prev; }
+  } set(&guard);
+#endif
   for (int i = 0; i < step_budget; ++i) {
     if (!open || x.end != 1)
       return;

@@ -142,6 +142,27 @@ for _, m in ipairs(modes) do
     end)
   end
 
+  test(m.name .. ': writing towards a peer that is gone ends it without a signal', function()
+    go(function()
+      local x, a, b, y = quad()
+      local wait = start(a, b, m.opts)
+      -- x stops reading and vanishes while y keeps sending: the relay's
+      -- writes into a fail (a reset, or EPIPE once the reset was reported),
+      -- and the process must live on (splice has no MSG_NOSIGNAL).
+      assert(x:setoption('linger', 0))
+      local chunk = string.rep('p', 65536)
+      local writer = T.spawn(function()
+        for _ = 1, 64 do if not y:write(chunk) then return end end
+      end)
+      asio.sleep(0.02)
+      x:close()
+      local r = wait()
+      writer()
+      assert(r[4] ~= 'eof' and r[4] ~= nil, 'b -> a ended with an error: ' .. tostring(r[4]))
+      close_all(x, a, b, y)
+    end)
+  end)
+
   test(m.name .. ': idle_timeout ends both directions and closes both sides', function()
     go(function()
       local x, a, b, y = quad()
