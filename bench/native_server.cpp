@@ -2,8 +2,10 @@
 //
 //   native_server echo     [--port P] [--buf 65536]   echo whatever arrives
 //   native_server pingpong [--port P]                 read 5 bytes, reply them + "-pong", close
-//   native_server forward  [--port P] --target HOST:PORT [--buf 65536]
-//                                                     relay both ways, passing half-closes on
+//   native_server forward  [--port P] --target HOST:PORT [--buf 65536] [--splice 1]
+//                                                     relay both ways, passing half-closes on;
+//                                                     with --splice 1 through a pipe per
+//                                                     direction with splice(2), zero copy
 //
 // Listens on 127.0.0.1 (port 0 picks a free one) and prints "PORT <n>" once listening.
 // Each echo connection owns a --buf byte buffer (64 KiB by default; a forward
@@ -12,7 +14,10 @@
 
 #include <boost/asio.hpp>
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -114,6 +119,82 @@ private:
   std::array<std::unique_ptr<char[]>, 2> bufs_;
 };
 
+// The same relay without copying: each direction splices socket -> pipe ->
+// socket, waiting for readiness with async_wait when the kernel has nothing.
+// SIGPIPE is ignored process-wide (this program runs nothing else).
+class SpliceTunnel : public std::enable_shared_from_this<SpliceTunnel> {
+public:
+  explicit SpliceTunnel(tcp::socket down) : down_(std::move(down)), up_(down_.get_executor()) {}
+  ~SpliceTunnel() {
+    for (auto &d : dirs_)
+      for (int fd : d.pipe)
+        if (fd >= 0) ::close(fd);
+  }
+
+  void start(const tcp::endpoint &target) {
+    up_.async_connect(target, [self = shared_from_this()](error_code ec) {
+      if (ec) return self->abort();
+      for (auto &d : self->dirs_)
+        if (pipe2(d.pipe, O_NONBLOCK | O_CLOEXEC) != 0) return self->abort();
+      self->down_.non_blocking(true, ec);
+      self->up_.non_blocking(true, ec);
+      self->dirs_[0].from = &self->down_;
+      self->dirs_[0].to = &self->up_;
+      self->dirs_[1].from = &self->up_;
+      self->dirs_[1].to = &self->down_;
+      self->step(0);
+      self->step(1);
+    });
+  }
+
+private:
+  struct Dir {
+    tcp::socket *from = nullptr, *to = nullptr;
+    int pipe[2] = {-1, -1};
+    size_t in_pipe = 0;
+  };
+
+  void step(int i) {
+    Dir &d = dirs_[i];
+    for (;;) {
+      if (d.in_pipe > 0) {
+        ssize_t n = splice(d.pipe[0], nullptr, d.to->native_handle(), nullptr, d.in_pipe,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0 && errno == EAGAIN) return wait(i, *d.to, tcp::socket::wait_write);
+        if (n < 0) return abort();
+        d.in_pipe -= size_t(n);
+        continue;
+      }
+      ssize_t n = splice(d.from->native_handle(), nullptr, d.pipe[1], nullptr, 65536,
+                         SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n < 0 && errno == EAGAIN) return wait(i, *d.from, tcp::socket::wait_read);
+      if (n < 0) return abort();
+      if (n == 0) {
+        error_code ignored;
+        d.to->shutdown(tcp::socket::shutdown_send, ignored);
+        return;
+      }
+      d.in_pipe = size_t(n);
+    }
+  }
+
+  void wait(int i, tcp::socket &s, tcp::socket::wait_type type) {
+    s.async_wait(type, [self = shared_from_this(), i](error_code ec) {
+      if (ec) return self->abort();
+      self->step(i);
+    });
+  }
+
+  void abort() {
+    error_code ignored;
+    down_.close(ignored);
+    up_.close(ignored);
+  }
+
+  tcp::socket down_, up_;
+  std::array<Dir, 2> dirs_;
+};
+
 tcp::endpoint parse_endpoint(const std::string &s) {
   auto colon = s.rfind(':');
   if (colon == std::string::npos) throw std::invalid_argument("expected HOST:PORT, got " + s);
@@ -130,11 +211,13 @@ int main(int argc, char **argv) {
   std::string mode = argv[1], target_arg;
   unsigned short port = 0;
   std::size_t buf = 64 * 1024;
+  bool use_splice = false;
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string key = argv[i], val = argv[i + 1];
     if (key == "--port") port = static_cast<unsigned short>(std::stoi(val));
     else if (key == "--buf") buf = std::stoul(val);
     else if (key == "--target") target_arg = val;
+    else if (key == "--splice") use_splice = val == "1";
     else { std::cerr << "native_server: unknown option " << key << "\n"; return 2; }
   }
   if (mode != "echo" && mode != "pingpong" && mode != "forward") {
@@ -152,6 +235,8 @@ int main(int argc, char **argv) {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
+
+  if (use_splice) signal(SIGPIPE, SIG_IGN);
 
   try {
     asio::io_context io(1);
@@ -173,6 +258,8 @@ int main(int argc, char **argv) {
           std::make_shared<EchoSession>(std::move(sock), buf)->start();
         } else if (mode == "pingpong") {
           std::make_shared<PingSession>(std::move(sock))->start();
+        } else if (use_splice) {
+          std::make_shared<SpliceTunnel>(std::move(sock))->start(target);
         } else {
           std::make_shared<Tunnel>(std::move(sock), buf)->start(target);
         }

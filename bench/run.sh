@@ -9,7 +9,9 @@
 #
 # Tunables (environment): ROUNDS, SECONDS_RUN, WARMUP, ECHO_CONNS, ECHO_SIZE,
 # PP_CONNS, STREAM_BYTES, STREAM_CONNS, IDLE_CONNS, IDLE_ROUNDS, IDLE_SETTLE,
-# INPROC_SECONDS, INPROC_ROUNDS, MODES, LAYOUTS, CPU_SERVER, CPU_CLIENT.
+# INPROC_SECONDS, INPROC_ROUNDS, MODES, LAYOUTS, CPU_SERVER, CPU_CLIENT,
+# NATIVE_FORWARD (splice or copy: the native proxy baseline), RELAY_SPLICE
+# (0: the LuaAsio proxies relay through a buffer instead of splice).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,6 +30,8 @@ fi
 : "${STREAM_CONNS:=4}" "${IDLE_CONNS:=10000}" "${ECHO_CONNS:=50}" "${ECHO_SIZE:=64}" "${PP_CONNS:=50}"
 : "${MODES:=echo pingpong stream proxy idle inproc}" "${LAYOUTS:=same split}"
 : "${CPU_SERVER:=0}" "${CPU_CLIENT:=1}"
+: "${NATIVE_FORWARD:=splice}" "${RELAY_SPLICE:=1}"
+export LUAASIO_RELAY_SPLICE=$RELAY_SPLICE
 
 # ------------------------------------------------------------------ helpers
 
@@ -162,9 +166,11 @@ run_proxy() {
   iptables -t nat -A OUTPUT -s 127.0.0.3 -p tcp -j REDIRECT --to-ports "$front"
   start_server "$ccpu" "proxy-echo" "$echo_port" "$OUT/native_server" echo --port "$echo_port" || return 1
   if [[ $impl == native ]]; then
-    start_server "$scpu" proxy-mid-$impl "$mid" "$OUT/native_server" forward --port "$mid" --target "127.0.0.1:$echo_port" || return 1
+    local splice=0
+    [[ $NATIVE_FORWARD == splice ]] && splice=1
+    start_server "$scpu" proxy-mid-$impl "$mid" "$OUT/native_server" forward --port "$mid" --target "127.0.0.1:$echo_port" --splice $splice || return 1
     pids=$SERVER_PID
-    start_server "$scpu" proxy-front-$impl "$front" "$OUT/native_server" forward --port "$front" --target "127.0.0.1:$mid" || return 1
+    start_server "$scpu" proxy-front-$impl "$front" "$OUT/native_server" forward --port "$front" --target "127.0.0.1:$mid" --splice $splice || return 1
   else
     start_server "$scpu" proxy-mid-$impl "$mid" "$LUAJIT" examples/proxy_server.lua 127.0.0.1 "$mid" || return 1
     pids=$SERVER_PID

@@ -1,11 +1,13 @@
 -- Transparent proxy, router side.
 --
---   luajit proxy_client.lua LISTEN_IP LISTEN_PORT REMOTE_HOST REMOTE_PORT
+--   luajit proxy_client.lua LISTEN_IP LISTEN_PORT REMOTE_HOST REMOTE_PORT [--xor-stream]
 --
 -- iptables REDIRECTs outgoing TCP to LISTEN_IP:LISTEN_PORT. For each connection
 -- the destination it was meant for is recovered with get_original_dst() and
 -- sent, XORed with 0x79, as the first 128 bytes to proxy_server.lua at
--- REMOTE_HOST:REMOTE_PORT; then bytes are relayed both ways. See docs/PROXY.md.
+-- REMOTE_HOST:REMOTE_PORT; then bytes are relayed both ways by asio.relay,
+-- inside the library. With --xor-stream (on both sides) every tunnel byte is
+-- XORed too, which needs the Lua-level relay. See docs/PROXY.md.
 
 -- relay.lua sits next to this script.
 package.path = (arg[0]:match('^(.*[/\\])') or './') .. '?.lua;' .. package.path
@@ -13,8 +15,9 @@ local asio = require 'asio'
 local relay = require 'relay'
 
 local listen_ip, listen_port, remote_host, remote_port = arg[1], tonumber(arg[2]), arg[3], tonumber(arg[4])
-if not (listen_ip and listen_port and remote_host and remote_port) then
-  io.stderr:write('usage: proxy_client.lua LISTEN_IP LISTEN_PORT REMOTE_HOST REMOTE_PORT\n')
+local xor_stream = arg[5] == '--xor-stream'
+if not (listen_ip and listen_port and remote_host and remote_port) or (arg[5] and not xor_stream) then
+  io.stderr:write('usage: proxy_client.lua LISTEN_IP LISTEN_PORT REMOTE_HOST REMOTE_PORT [--xor-stream]\n')
   os.exit(2)
 end
 
@@ -43,7 +46,11 @@ local function handle(conn)
     up:close()
     return
   end
-  relay.relay(conn, up, label, log)
+  if xor_stream then
+    relay.relay_transform(conn, up, xor79, xor79, label, log)
+  else
+    relay.relay(conn, up, label, log)
+  end
 end
 
 local srv = relay.serve(listen_ip, listen_port, handle, log)

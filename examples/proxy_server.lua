@@ -1,10 +1,12 @@
 -- Transparent proxy, remote side.
 --
---   luajit proxy_server.lua LISTEN_IP LISTEN_PORT
+--   luajit proxy_server.lua LISTEN_IP LISTEN_PORT [--xor-stream]
 --
 -- Accepts connections from proxy_client.lua. Each one starts with the
 -- destination as a 128-byte sockaddr string XORed with 0x79; the server
--- connects there and relays bytes both ways. See docs/PROXY.md.
+-- connects there and relays bytes both ways with asio.relay. With
+-- --xor-stream (on both sides) the tunnel bytes are XORed too, by the
+-- Lua-level relay. See docs/PROXY.md.
 --
 -- Anyone who can reach LISTEN_PORT can make this host connect anywhere:
 -- firewall it to the routers that use it.
@@ -15,8 +17,9 @@ local asio = require 'asio'
 local relay = require 'relay'
 
 local listen_ip, listen_port = arg[1], tonumber(arg[2])
-if not (listen_ip and listen_port) then
-  io.stderr:write('usage: proxy_server.lua LISTEN_IP LISTEN_PORT\n')
+local xor_stream = arg[3] == '--xor-stream'
+if not (listen_ip and listen_port) or (arg[3] and not xor_stream) then
+  io.stderr:write('usage: proxy_server.lua LISTEN_IP LISTEN_PORT [--xor-stream]\n')
   os.exit(2)
 end
 
@@ -49,7 +52,11 @@ local function handle(conn)
     return
   end
   log('%s: connected', label)
-  relay.relay(conn, up, label, log)
+  if xor_stream then
+    relay.relay_transform(conn, up, xor79, xor79, label, log)
+  else
+    relay.relay(conn, up, label, log)
+  end
 end
 
 local srv = relay.serve(listen_ip, listen_port, handle, log)

@@ -1,7 +1,9 @@
 -- Shared by proxy_client.lua and proxy_server.lua: full-duplex relaying with
--- half-close, the XOR 0x79 header encoding, and log formatting.
+-- half-close (asio.relay, and a Lua loop for tunnels that transform the
+-- bytes), the XOR 0x79 header encoding, and log formatting.
 local asio = require 'asio'
 local bit = require 'bit'
+local ffi = require 'ffi'
 
 local M = {}
 
@@ -16,21 +18,47 @@ function M.hostport(ip, port)
   return string.format(ip:find(':', 1, true) and '[%s]:%s' or '%s:%s', ip, port)
 end
 
--- The obfuscation of the destination header (its own inverse).
+-- The obfuscation of the destination header (its own inverse); with
+-- --xor-stream, of every byte of the tunnel.
 function M.xor79(s)
-  local b = { s:byte(1, -1) }
-  for i = 1, #b do b[i] = bit.bxor(b[i], 0x79) end
-  return string.char(unpack(b))
+  local n = #s
+  local buf = ffi.new('uint8_t[?]', n)
+  ffi.copy(buf, s, n)
+  for i = 0, n - 1 do buf[i] = bit.bxor(buf[i], 0x79) end
+  return ffi.string(buf, n)
 end
 
--- Copies a -> b until a ends. On EOF only b's sending side is shut, so the
--- opposite direction keeps flowing (half-close). Returns true for a clean
--- EOF, or false and the error.
-local function pump(a, b)
+-- Relays between `client` and `remote` until both directions are done, then
+-- closes both. asio.relay forwards inside the library (splice(2) on Linux):
+-- no byte passes through Lua. EOF on one side shuts the other side's
+-- sending half, so the opposite direction keeps flowing (half-close); an
+-- error or a reset on either side ends both.
+-- LUAASIO_RELAY_SPLICE=0 in the environment makes it copy through a buffer
+-- instead of splicing (bench/run.sh compares the two).
+local relay_opts = { splice = os.getenv('LUAASIO_RELAY_SPLICE') ~= '0' }
+
+function M.relay(client, remote, label, log)
+  local up, down, up_end, down_end = asio.relay(client, remote, relay_opts)
+  client:close()
+  remote:close()
+  if up_end == 'eof' and down_end == 'eof' then
+    log('%s: done, %d bytes up, %d down (asio.relay)', label, up, down)
+  else
+    log('%s: upload %s, download %s after %d bytes up, %d down', label,
+      tostring(up_end), tostring(down_end), up, down)
+  end
+end
+
+-- asio.relay forwards bytes as they are. A tunnel that changes them on the
+-- way (encrypts, compresses, obfuscates) must pass them through Lua; this is
+-- that loop, with the same half-close rules: one light thread per
+-- direction, `up(data)` applied to client -> remote bytes, `down(data)` to
+-- the others.
+local function pump(a, b, transform)
   while true do
     local data, err = a:read_some()
     if data and #data > 0 then
-      local ok, werr = b:write(data)
+      local ok, werr = b:write(transform(data))
       if not ok then return false, 'write: ' .. tostring(werr) end
     end
     if err == 'eof' then
@@ -42,18 +70,12 @@ local function pump(a, b)
   end
 end
 
--- Relays between `client` and `remote` with one light thread per direction
--- (the calling one does upload). Both sockets are closed when both
--- directions are done, or at once when either fails (closing wakes the other
--- thread, whose 'closed' error is then not worth a log line).
-function M.relay(client, remote, label, log)
-  -- Whatever arrives is forwarded at once; Nagle would only add latency to
-  -- the small writes of interactive protocols.
+function M.relay_transform(client, remote, up, down, label, log)
   client:setoption('nodelay', true)
   remote:setoption('nodelay', true)
   local left, failed = 2, false
-  local function run(a, b, dir)
-    local ok, err = pump(a, b)
+  local function run(a, b, transform, dir)
+    local ok, err = pump(a, b, transform)
     left = left - 1
     if not ok then
       if not failed then
@@ -65,11 +87,11 @@ function M.relay(client, remote, label, log)
     elseif left == 0 then
       client:close()
       remote:close()
-      log('%s: done', label)
+      log('%s: done (transformed in Lua)', label)
     end
   end
-  asio.spawn_light_thread(run, remote, client, 'download')
-  run(client, remote, 'upload')
+  asio.spawn_light_thread(run, remote, client, down, 'download')
+  run(client, remote, up, 'upload')
 end
 
 -- Listens on ip:port and runs handle(conn) in a light thread for each

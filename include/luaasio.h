@@ -329,6 +329,25 @@ int luaasio_udp_group(luaasio_loop *loop, int32_t udp, int join, const char *gro
                       const char *iface);
 /* The local address as text and its port, as luaasio_conn_address(). */
 int luaasio_udp_address(luaasio_loop *loop, int32_t udp, char *buf, int cap, int *port);
+/* Relays (relay.cpp): forwards a -> b and b -> a inside the library until
+ * both directions have ended. EOF from one side shuts the other side's
+ * sending half; any other end (an error, a close, the idle timeout) closes
+ * both sockets. The event on `slot` reports the end; the results stay
+ * readable until the relay handle is closed with luaasio_close(), which,
+ * before the end, stops the relay and leaves both connections open. */
+enum {
+  LUAASIO_RELAY_NOSPLICE = 1   /* use the buffered path even where splice(2) works */
+};
+/* idle_timeout: seconds without traffic either way that end it (0: never). */
+int32_t luaasio_relay_start(luaasio_loop *loop, int32_t slot, int32_t a, int32_t b,
+                            double idle_timeout, int flags);
+/* Re-targets the end event to `slot`; 1 if the relay has already ended (no
+ * event then), 0 if the event will come. */
+int luaasio_relay_wait(luaasio_loop *loop, int32_t relay, int32_t slot);
+/* out[0], out[1]: bytes written a -> b and b -> a; out[2], out[3]: how each
+ * direction ended (1 while running, LUAASIO_EOF, or an error); out[4]: how
+ * many directions use splice. LUAASIO_OK once ended, else LUAASIO_EAGAIN. */
+int luaasio_relay_result(luaasio_loop *loop, int32_t relay, double *out);
 /* LUAASIO_CDEF_END */
 
 /* The declarations above as text, for ffi.cdef. */

@@ -23,6 +23,7 @@
 --   asio.udp      datagram sockets
 --   asio.pool     connection pools (setkeepalive)
 --   asio.tls      TLS on connections (loads libluaasio_tls on first use)
+--   asio.relay    forwarding two connections to each other (asio.relay)
 
 local sched = require 'asio.sched'
 local sync = require 'asio.sync'
@@ -33,6 +34,7 @@ local server = require 'asio.server'
 local udp = require 'asio.udp'
 local pool = require 'asio.pool'
 local tls = require 'asio.tls'
+local relay = require 'asio.relay'
 
 return {
   spawn_light_thread = sched.spawn_light_thread,
@@ -61,5 +63,6 @@ return {
   stats = sched.stats,
   udp = udp.udp,
   tls_available = tls.available,
+  relay = relay.relay,
   _VERSION = 'LuaAsio 0.1.0',
 }

@@ -43,7 +43,7 @@ int map_error(const error_code &ec) noexcept;
 struct loop;
 
 struct object {
-  enum kind_t : uint8_t { conn_kind, server_kind, resolve_kind, thread_kind, udp_kind };
+  enum kind_t : uint8_t { conn_kind, server_kind, resolve_kind, thread_kind, udp_kind, relay_kind };
 
   explicit object(kind_t k) : kind(k) {}
   virtual ~object() = default;

@@ -296,6 +296,9 @@ local function scenario(env, fam, any)
   -- Both relays saw both directions end cleanly and closed the pair.
   wait_for(5, 'proxy_client to finish the connection', function() return contains(client_log, ': done') end)
   wait_for(5, 'proxy_server to finish the connection', function() return contains(server_log, ': done') end)
+  for _, l in ipairs { client_log, server_log } do
+    assert(contains(l, '(asio.relay)'), l:match('[^/]+$') .. ' did not relay with asio.relay')
+  end
 
   -- Relaying 32 MiB must not have cost the proxies anything like it: each
   -- direction holds one read_some chunk at a time. (Sanitizers and valgrind

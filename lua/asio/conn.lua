@@ -462,6 +462,7 @@ function Conn:write(data)
   if len == 0 then return true end
   local deadline = self.wto >= 0 and C.luaasio_now() + self.wto or nil
   if self.writer ~= 0 then
+    if S.relaying[self.writer] then return nil, 'busy', 0 end -- asio.relay forwards to it
     -- Another light thread is writing: wait in line, then write whole.
     local ok, err = wait_turn(self, s, deadline)
     if not ok then return nil, err, 0 end

@@ -60,4 +60,9 @@ S.servers = {}             -- token -> open server record (asio.server)
 S.nservers = 0
 S.on_accept = nil          -- set by asio.server: called with (record, handle)
 
+-- Whether asio.relay may forward a connection natively, in C: false for one
+-- whose bytes Lua must transform (TLS), which is then relayed by Lua.
+S.conn_is_plain = function(c) return true end
+S.relaying = {}            -- slot -> true while it runs a native relay (asio.relay)
+
 return S

@@ -37,6 +37,10 @@ local M = {}
 local tls_of, eof_of = {}, {}
 S.tls_of = tls_of
 
+-- asio.relay moves a plain connection's bytes natively; a TLS connection's
+-- must pass through the TLS library, so it relays those in Lua.
+S.conn_is_plain = function(c) return c.tls == 0 end
+
 ---------------------------------------------------------------------------
 -- Loading the library
 
