@@ -410,7 +410,9 @@ test('garbage-collected connections release their sockets; closed servers too', 
     asio.sleep(0.01)
     collectgarbage()
     collectgarbage()
-    eq(T.fd_count(), before, 'open descriptors after a full collection')
+    -- Fewer is fine: a socket of an earlier test may finish closing meanwhile.
+    local after = T.fd_count()
+    assert(after <= before, ('open descriptors after a full collection: %d, before %d'):format(after, before))
     eq(asio.stats().servers, 0, 'servers')
   end)
 end)

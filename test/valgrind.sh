@@ -14,6 +14,6 @@ run() {
 if [ $# -gt 0 ]; then
   run "$1"
 else
-  for suite in core features sockaddr threads udp compat sched sync tls; do run "$suite:"; done
+  for suite in core features sockaddr threads udp compat sched sync tls relay; do run "$suite:"; done
 fi
 echo "valgrind.sh: clean"
