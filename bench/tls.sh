@@ -79,12 +79,15 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 
 # ------------------------------------------------------------------ servers
 
-PORT_SEQ=$((30000 + RANDOM % 8000))
+# Ports below the ephemeral range (32768 and up on Linux), each new run on a
+# fresh one that no socket uses in any state. Sets PORT (no subshell, so the
+# sequence advances).
+PORT_SEQ=$((20000 + RANDOM % 8000))
 next_port() {
   while :; do
     PORT_SEQ=$((PORT_SEQ + 1))
-    if [[ -z $(ss -Hltn "sport = :$PORT_SEQ" 2>/dev/null) ]]; then
-      echo "$PORT_SEQ"
+    if [[ -z $(ss -Htan "sport = :$PORT_SEQ" 2>/dev/null) ]]; then
+      PORT=$PORT_SEQ
       return
     fi
   done
@@ -135,7 +138,8 @@ RESULTS=$OUT/tls-results-$(date +%Y%m%d-%H%M%S).txt
 run() {
   local mode=$1 layout=$2 impl=$3 round=$4 scpu=$CPU_SERVER ccpu=$CPU_CLIENT port out args
   [[ $layout == same ]] && ccpu=$CPU_SERVER
-  port=$(next_port)
+  next_port
+  port=$PORT
   start "$impl" "$scpu" "$port" || return 1
   case $mode in
     echo) args=(echo --conns "$ECHO_CONNS" --size "$ECHO_SIZE" --seconds "$SECONDS_RUN" --warmup "$WARMUP") ;;

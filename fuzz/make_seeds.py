@@ -199,4 +199,43 @@ abi = {
 for name, data in abi.items():
     put('fuzz_abi', name, data)
 
+# --- fuzz_tls_server: a mode byte, then a client's bytes -------------------
+# ClientHellos from Python's ssl module (TLS 1.3 and 1.2, with SNI and ALPN),
+# written whole (mode 0), with a client certificate asked for (mode 2), and
+# cut into chunks (mode 1: a length byte before each piece).
+
+def client_hellos():
+    import ssl
+    out = {}
+    for label, version in (('tls13', ssl.TLSVersion.TLSv1_3), ('tls12', ssl.TLSVersion.TLSv1_2)):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.minimum_version = ctx.maximum_version = version
+        ctx.set_alpn_protocols(['h2', 'http/1.1'])
+        inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(inc, outg, server_hostname='fuzz.example')
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        out[label] = outg.read()
+    return out
+
+
+def chunks(data, size):
+    return b''.join(bytes([len(data[i:i + size])]) + data[i:i + size]
+                    for i in range(0, len(data), size))
+
+
+for label, hello in client_hellos().items():
+    put('fuzz_tls_server', 'hello-%s' % label, b'\x00' + hello)
+    put('fuzz_tls_server', 'hello-%s-ask-cert' % label, b'\x02' + hello)
+    put('fuzz_tls_server', 'hello-%s-chunks' % label, b'\x01' + chunks(hello, 37))
+    # the record header alone, then the rest: a record split across reads
+    put('fuzz_tls_server', 'hello-%s-split-header' % label,
+        b'\x05' + chunks(hello[:3], 3) + chunks(hello[3:], 255))
+put('fuzz_tls_server', 'plaintext-http', b'\x00GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+put('fuzz_tls_server', 'sslv2-hello', b'\x00' + bytes.fromhex('80 2e 01 0003 01 0015 0000 0010') + bytes(21) + bytes(16))
+
 print('seeds written to', ROOT)

@@ -6,7 +6,7 @@
 # Usage: test/fuzz.sh [target...]    (default: all targets)
 # Environment:
 #   FUZZ_SECONDS   time per target, default 60
-#   FUZZ_JOBS      targets run at once, default 4 (all; fuzz_abi and
+#   FUZZ_JOBS      targets run at once, default 5 (all; fuzz_abi and
 #                  fuzz_address spend much of their time in system calls)
 #   FUZZ_RSS_MB    memory limit per target, default 2048
 #   CXX            the clang++ to use, default clang++
@@ -21,9 +21,10 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 RSS_MB=${FUZZ_RSS_MB:-2048}
 CXX=${CXX:-clang++}
-ALL_TARGETS="fuzz_sockaddr fuzz_address fuzz_abi fuzz_udp"
+# fuzz_tls_server is built only where OpenSSL's development files are.
+ALL_TARGETS="fuzz_sockaddr fuzz_address fuzz_abi fuzz_udp fuzz_tls_server"
 TARGETS=${*:-$ALL_TARGETS}
-JOBS=${FUZZ_JOBS:-4}
+JOBS=${FUZZ_JOBS:-5}
 if [ "$JOBS" -lt 1 ]; then JOBS=1; fi
 OUT=build-fuzz
 
@@ -68,6 +69,11 @@ cmake --build "$OUT" -j "$(nproc 2>/dev/null || echo 2)" >"$OUT/build.log" 2>&1 
   say "build failed" >&2
   exit 1
 }
+
+if [ -z "$*" ] && [ ! -x "$OUT/fuzz_tls_server" ]; then
+  say "fuzz_tls_server not built (no OpenSSL development files: libssl-dev), skipped"
+  TARGETS=$(echo "$TARGETS" | sed 's/ *fuzz_tls_server//')
+fi
 
 # --- run ------------------------------------------------------------------------
 
