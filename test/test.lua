@@ -4,7 +4,7 @@
 local T = require 'testlib'
 
 local suites = { 'core', 'features', 'sockaddr', 'jit', 'faults', 'readme', 'proxy_netns', 'lines',
-  'servers', 'misuse', 'threads', 'hardening', 'udp', 'udp_netns', 'sched', 'sync', 'compat' }
+  'servers', 'misuse', 'threads', 'hardening', 'udp', 'udp_netns', 'sched', 'sync', 'compat', 'buffers' }
 
 for _, name in ipairs(suites) do
   local path = T.root .. '/test/' .. name .. '.lua'
