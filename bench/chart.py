@@ -24,9 +24,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, 'results', 'compare.csv')
 DST = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, 'results', 'chart.png')
 
-ORDER = ['native', 'luaasio', 'luaasio_into', 'luv', 'cqueues', 'copas']
+ORDER = ['native', 'luaasio_base', 'luaasio', 'luaasio_into', 'luv', 'cqueues', 'copas']
 LABEL = {
     'native': 'native\nBoost.Asio',
+    'luaasio_base': 'LuaAsio before\n(BASE_TREE)',
     'luaasio': 'LuaAsio\nread_some',
     'luaasio_into': 'LuaAsio\nread_some_into',
     'luv': 'luv',
@@ -35,6 +36,7 @@ LABEL = {
 }
 COLOUR = {
     'native': '#7f7f7f',
+    'luaasio_base': '#aec7e8',
     'luaasio': '#1f77b4',
     'luaasio_into': '#4fa3e0',
     'luv': '#ff7f0e',

@@ -10,7 +10,9 @@
 #
 # Tunables (environment): ROUNDS, SECONDS_RUN, WARMUP, ECHO_CONNS, ECHO_SIZE,
 # STREAM_CONNS, STREAM_BYTES, MODES, LAYOUTS, IMPLS, CPU_SERVER, CPU_CLIENT,
-# CSV (output file; default build/bench/compare-<time>.csv).
+# CSV (output file; default build/bench/compare-<time>.csv), BASE_TREE (another
+# built checkout, e.g. an older revision: IMPLS may then name luaasio_base,
+# its echo_server.lua on its own library, for before/after figures).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,6 +57,7 @@ server_cmd() {
     native) echo "$OUT/native_server echo --port" ;;
     luaasio) echo "$LUAJIT bench/lua/echo_server.lua" ;;
     luaasio_into) echo "$LUAJIT bench/lua/stream_server.lua" ;;
+    luaasio_base) echo "$BASE_TREE/test/luajit $BASE_TREE/bench/lua/echo_server.lua" ;;
     luv | cqueues | copas) echo "luajit bench/lua/others/$1_echo.lua" ;;
   esac
 }
@@ -63,7 +66,8 @@ server_cmd() {
 available() {
   case $1 in
     native | luaasio) return 0 ;;
-    luaasio_into) [[ $2 == stream ]] ;;
+    luaasio_into) return 0 ;;
+    luaasio_base) [[ -n ${BASE_TREE:-} && -e $BASE_TREE/build/libluaasio.so ]] ;;
     luv | cqueues | copas) luajit -e "require '$1'" 2>/dev/null ;;
     *) return 1 ;;
   esac

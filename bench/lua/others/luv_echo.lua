@@ -14,7 +14,10 @@ assert(srv:listen(1024, function(err)
   local reading
   local function on_read(rerr, data)
     if rerr or not data then
-      c:close()
+      -- at EOF, close once the queued writes are out
+      c:read_stop()
+      if c:is_closing() then return end
+      c:shutdown(function() c:close() end)
       return
     end
     c:write(data, function()
