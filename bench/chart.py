@@ -27,7 +27,7 @@ DST = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, 'results', 'chart
 ORDER = ['native', 'luaasio_base', 'luaasio', 'luaasio_into', 'luv', 'cqueues', 'copas']
 LABEL = {
     'native': 'native\nBoost.Asio',
-    'luaasio_base': 'LuaAsio before\n(BASE_TREE)',
+    'luaasio_base': 'LuaAsio\n' + os.environ.get('BASE_LABEL', 'BASE_TREE'),
     'luaasio': 'LuaAsio\nread_some',
     'luaasio_into': 'LuaAsio\nread_some_into',
     'luv': 'luv',
