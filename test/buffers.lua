@@ -127,3 +127,50 @@ test('read_some_into and write(buf, n) check their arguments', function()
     srv:close()
   end)
 end)
+
+test('a read_some_into -> write(buf, n) relay compiles without NYI aborts', function()
+  if not jit or not jit.status() then T.skip('the JIT is off') end
+  local jutil = require 'jit.util'
+  local vmdef = require 'jit.vmdef'
+  local compiled, bad = 0, {}
+  local function in_conn(func)
+    local info = jutil.funcinfo(func)
+    return info and info.source and info.source:find('asio[/\\]conn%.lua$')
+  end
+  local function recorder(what, tr, func, pc, otr)
+    if what == 'stop' and in_conn(func) then
+      compiled = compiled + 1
+    elseif what == 'abort' and in_conn(func) then
+      local msg = vmdef.traceerr[otr] or tostring(otr)
+      if msg:find('NYI', 1, true) and not msg:find('coroutine', 1, true) then
+        bad[#bad + 1] = jutil.funcinfo(func, pc).loc .. ': ' .. msg
+      end
+    end
+  end
+  jit.flush()
+  jit.opt.start('hotloop=10', 'hotexit=2')
+  jit.attach(recorder, 'trace')
+  local ok, err = pcall(go, function()
+    local srv, port = T.server(function(c)
+      local buf = ffi.new('char[?]', 512)
+      while true do
+        local n = c:read_some_into(buf, 512)
+        if not n or not c:write(buf, n) then break end
+      end
+      c:close()
+    end)
+    local c = assert(asio.connect('127.0.0.1', port))
+    local msg = ('r'):rep(100)
+    for _ = 1, 2000 do
+      assert(c:write(msg))
+      eq(c:read(100), msg, 'echo')
+    end
+    c:close()
+    srv:close()
+  end)
+  jit.attach(recorder)
+  jit.opt.start('hotloop=56', 'hotexit=10')
+  assert(ok, err)
+  assert(compiled > 0, 'no trace of conn.lua was compiled')
+  assert(#bad == 0, 'NYI aborts in conn.lua:\n  ' .. table.concat(bad, '\n  '))
+end)
