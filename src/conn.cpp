@@ -4,6 +4,7 @@
 #include "server.hpp"
 #include "endpoint.hpp"
 
+#include <cerrno>
 #include <cstring>
 
 #if defined(__linux__)
@@ -12,6 +13,15 @@
 #endif
 
 namespace luaasio {
+
+#if defined(__linux__)
+// An errno from recv() or send() as a LUAASIO_* code.
+static int sys_error(int err) {
+  if (err == EAGAIN || err == EWOULDBLOCK)
+    return LUAASIO_EAGAIN;
+  return map_error(error_code(err, asio::error::get_system_category()));
+}
+#endif
 
 conn::conn(loop &l) : object(conn_kind), owner(l), sock(l.ctx) {}
 
@@ -65,7 +75,9 @@ void conn::start_wait(int dir) {
     read_wait.holder = shared_from_this();
     read_wait.armed = false;
     read_wait.ec_ = error_code();
-    auto &reactor = asio::use_service<asio::detail::reactor>(owner.ctx);
+    if (!owner.reactor)
+      owner.reactor = &asio::use_service<asio::detail::reactor>(owner.ctx);
+    auto &reactor = *static_cast<asio::detail::reactor *>(owner.reactor);
     reactor.start_op(asio::detail::reactor::read_op, sock.native_handle(), sock.reactor_data(),
                      &read_wait, false, true);
     waiting[dir] = true;
@@ -172,9 +184,16 @@ LUAASIO_EXPORT int luaasio_conn_read(luaasio_loop *l, int32_t h, char *buf, int 
     return LUAASIO_EBADF;
   if (c->connecting)
     return LUAASIO_EAGAIN;
+#if defined(__linux__)
+  // recv() itself: the socket is non-blocking, and Boost's read_some adds
+  // only error-code bookkeeping around the same call.
+  ssize_t n = ::recv(c->sock.native_handle(), buf, size_t(cap), 0);
+  int rc = n > 0 ? static_cast<int>(n) : n == 0 ? LUAASIO_EOF : sys_error(errno);
+#else
   error_code ec;
   size_t n = c->sock.read_some(asio::buffer(buf, size_t(cap)), ec);
   int rc = ec ? map_error(ec) : static_cast<int>(n);
+#endif
   c->eagain_at = rc == LUAASIO_EAGAIN ? l->runs : 0;
   return rc;
 }
@@ -195,10 +214,17 @@ LUAASIO_EXPORT int luaasio_conn_write(luaasio_loop *l, int32_t h, const char *da
     c->nodelay_pending = false;
     c->sock.set_option(asio::ip::tcp::no_delay(true), ec);
   }
+#if defined(__linux__)
+  ssize_t n = ::send(c->sock.native_handle(), data + offset, size_t(len), MSG_NOSIGNAL);
+  if (n < 0)
+    return sys_error(errno);
+  c->wrote = c->wrote || n > 0;
+#else
   size_t n = c->sock.write_some(asio::buffer(data + offset, size_t(len)), ec);
   c->wrote = c->wrote || n > 0;
   if (ec)
     return map_error(ec);
+#endif
   return n ? static_cast<int>(n) : LUAASIO_EAGAIN;
 }
 

@@ -55,6 +55,9 @@ struct loop {
   std::vector<std::shared_ptr<object>> deferred;
   size_t open_servers = 0;
   uint32_t runs = 1; // counts the times luaasio_poll ran the io_context
+  // ctx's reactor, once conn.cpp has looked it up: use_service() takes a
+  // mutex and compares service names on every call.
+  void *reactor = nullptr;
 
   struct entry {
     std::shared_ptr<object> obj;

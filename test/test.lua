@@ -4,7 +4,8 @@
 local T = require 'testlib'
 
 local suites = { 'core', 'features', 'sockaddr', 'jit', 'faults', 'readme', 'proxy_netns', 'lines',
-  'servers', 'misuse', 'threads', 'hardening', 'udp', 'udp_netns', 'sched', 'sync', 'compat', 'tls', 'tls_tunnel', 'relay' }
+  'servers', 'misuse', 'threads', 'hardening', 'udp', 'udp_netns', 'sched', 'sync', 'compat', 'tls', 'tls_tunnel', 'relay',
+  'buffers' }
 
 for _, name in ipairs(suites) do
   local path = T.root .. '/test/' .. name .. '.lua'

@@ -848,3 +848,28 @@ T.test("where the TLS library is not built (Windows here): every TLS call says '
     srv:close()
   end)
 end)
+
+T.test('read_some_into and write(buf, n) on a TLS connection go through TLS', function()
+  local d = certs()
+  local ffi = require 'ffi'
+  T.go(function()
+    local srv = assert(asio.server('127.0.0.1', 0, function(c)
+      local buf = ffi.new('char[?]', 4096)
+      while true do
+        local n = c:read_some_into(buf, 4096)
+        if not n then break end
+        assert(c:write(buf, n))
+      end
+      c:shutdown()
+      c:close()
+    end, { tls = { cert = d .. '/srv.pem', key = d .. '/srv.key' } }))
+    local c = assert(asio.connect('127.0.0.1', srv:port(), { tls = { ca = d .. '/ca.pem' } }))
+    local msg = ('tls bytes '):rep(3000)
+    assert(c:write(msg))
+    c:shutdown()
+    T.eq(c:read(#msg), msg, 'echoed through read_some_into / write(buf, n)')
+    T.eq(select(2, c:read_some()), 'eof', 'end')
+    c:close()
+    srv:close()
+  end)
+end)

@@ -145,9 +145,17 @@ end
 local SKIP_AFTER_SHORT_READ = C.luaasio_read_wait_cheap_after_eagain() == 0
 
 local function recv(c, want)
-  if c.tls ~= 0 then return S.tls_recv(c, want) end
+  if c.tls ~= 0 then return S.tls_recv(c, want, rbuf) end
   local r = C.luaasio_conn_read(loop, c.h, rbuf, want)
   c.drained = (SKIP_AFTER_SHORT_READ and r > 0 and r < want) and 1 or 0
+  return r
+end
+
+-- The same into the caller's buffer `p` (read_some_into).
+local function recv_into(c, p, size)
+  if c.tls ~= 0 then return S.tls_recv(c, size, p) end
+  local r = C.luaasio_conn_read(loop, c.h, p, size)
+  c.drained = (SKIP_AFTER_SHORT_READ and r > 0 and r < size) and 1 or 0
   return r
 end
 
@@ -257,6 +265,71 @@ function Conn:read_some()
   self.reader = 0
   if r > 0 then return ffi_string(rbuf, r) end
   return '', strerror(r)
+end
+
+-- read_some into a buffer the caller owns: no Lua string is made, so a
+-- relay of read_some_into() and write(buf, n) copies nothing in user space.
+-- Bytes buffered by earlier reads (a timeout, a line's tail) come first.
+local charp = ffi.typeof('char *')
+local ffi_cast, ffi_copy, ffi_typeof = ffi.cast, ffi.copy, ffi.typeof
+local buf_ok = {}   -- ctype id -> whether it is a pointer or array type
+
+-- `buf` as a char *, or nil if it is no pointer or array cdata.
+local function as_charp(buf)
+  if istype(charp, buf) then return buf end
+  if type(buf) ~= 'cdata' then return nil end
+  local ct = ffi_typeof(buf)
+  local id = tonumber(ct)
+  local ok = buf_ok[id]
+  if ok == nil then
+    ok = find(tostring(ct), '[%*%]]>$') ~= nil
+    buf_ok[id] = ok
+  end
+  if ok then return ffi_cast(charp, buf) end
+end
+
+function Conn:read_some_into(buf, size)
+  local s = S.current
+  if not istype(conn_t, self) then check_conn(self, 'read_some_into') end
+  local p = as_charp(buf)
+  if not p then argerr(1, 'read_some_into', 'pointer or array cdata', buf) end
+  if not (is_count(size) and size > 0 and size < 2 ^ 31) then argerr(2, 'read_some_into', 'positive integer', size) end
+  if not s then outside('read_some_into') end
+  must_park(s, 'read_some_into')
+  local b = S.budget - 1   -- the cooperative budget (asio.sched)
+  S.budget = b
+  if b <= 0 then yield_turn(s) end
+  local h = self.h
+  if h == 0 then return nil, 'closed' end
+  if self.reader ~= 0 then return nil, 'busy' end
+  local o = self.pend
+  if o ~= 0 then
+    local data = pend_of[h]
+    local n = #data - o + 1
+    if n > size then n = size end
+    ffi_copy(p, sub(data, o, o + n - 1), n)
+    keep_from(self, data, o + n)
+    return n
+  end
+  local r = EAGAIN
+  if self.drained == 0 then
+    r = recv_into(self, p, size)
+    if r > 0 then return r end
+    if r ~= EAGAIN then return nil, strerror(r) end
+  end
+  self.drained = 0
+  local deadline = deadline_of(self.rto)
+  self.reader = s
+  while r == EAGAIN do
+    r = wait_io(self, s, WAIT_READ, deadline)
+    if r == 0 then
+      if self.h == 0 then r = ECLOSED; break end
+      r = recv_into(self, p, size)
+    end
+  end
+  self.reader = 0
+  if r > 0 then return r end
+  return nil, strerror(r)
 end
 
 -- Reads up to `delim`. The bytes being searched are `chunk` from offset
@@ -444,12 +517,23 @@ local function write_slow(c, s, data, off, len, deadline)
   return true
 end
 
-function Conn:write(data)
+function Conn:write(data, n)
   local s = S.current
   if not istype(conn_t, self) then check_conn(self, 'write') end
-  if type(data) ~= 'string' then
+  local len
+  if type(data) == 'string' then
+    len = #data
+  elseif type(data) == 'cdata' then
+    -- write(buf, n): n bytes from a buffer, which must not change until
+    -- the call returns
+    if not (is_count(n) and n < 2 ^ 31) then argerr(2, 'write', 'byte count with a cdata buffer', n) end
+    local p = as_charp(data)
+    if not p then argerr(1, 'write', 'string, or pointer or array cdata', data) end
+    data, len = p, n
+  else
     if type(data) ~= 'number' then argerr(1, 'write', 'string', data) end
     data = tostring(data)
+    len = #data
   end
   if not s then outside('write') end
   must_park(s, 'write')
@@ -458,7 +542,6 @@ function Conn:write(data)
   if b <= 0 then yield_turn(s) end
   local h = self.h
   if h == 0 then return nil, 'closed', 0 end
-  local len = #data
   if len == 0 then return true end
   local deadline = self.wto >= 0 and C.luaasio_now() + self.wto or nil
   if self.writer ~= 0 then

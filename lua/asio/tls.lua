@@ -268,14 +268,14 @@ local function note_eof(c, h, t)
   eof_of[h] = T.luaasio_tls_truncated(t) ~= 0 and 'truncated' or 'close_notify'
 end
 
--- asio.conn's read for a TLS connection: > 0 bytes in rbuf, EAGAIN (wait
+-- asio.conn's read for a TLS connection: > 0 bytes in `buf`, EAGAIN (wait
 -- until readable) or an error code.
-S.tls_recv = function(c, want)
+S.tls_recv = function(c, want, buf)
   local h = c.h
   local t = tls_of[h]
   c.drained = 0
   while true do
-    local r = T.luaasio_tls_read(t, rbuf, want)
+    local r = T.luaasio_tls_read(t, buf, want)
     if r > 0 then return r end
     if r == EAGAIN then
       C.luaasio_conn_read_blocked(loop, h)
