@@ -115,6 +115,10 @@ int luaasio_abi_version(void);
 int luaasio_event_size(void);
 const char *luaasio_strerror(int code);
 double luaasio_now(void);
+/* Seconds since 1970 (the wall clock, which may jump), for ngx.now(): read
+ * here because struct timeval's layout differs between C libraries (64-bit
+ * time_t on 32-bit musl 1.2). */
+double luaasio_wall_time(void);
 
 luaasio_loop *luaasio_loop_new(void);
 void luaasio_loop_free(luaasio_loop *loop);

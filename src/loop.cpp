@@ -146,6 +146,11 @@ LUAASIO_EXPORT double luaasio_now(void) {
   return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
 
+LUAASIO_EXPORT double luaasio_wall_time(void) {
+  using namespace std::chrono;
+  return duration<double>(system_clock::now().time_since_epoch()).count();
+}
+
 LUAASIO_EXPORT luaasio_loop *luaasio_loop_new(void) {
   try {
     auto *l = new luaasio_loop();

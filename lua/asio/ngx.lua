@@ -357,16 +357,13 @@ ngx.socket.udp = function() return setmetatable({ u = false, rto = DEFAULT_MS / 
 -- Time, logging, constants
 ---------------------------------------------------------------------------
 
-pcall(ffi.cdef, 'struct luaasio_ngx_timeval { long tv_sec; long tv_usec; };'
-  .. 'int gettimeofday(struct luaasio_ngx_timeval *tv, void *tz);')
-local tv = ffi.new('struct luaasio_ngx_timeval')
-local has_tod = pcall(function() return ffi.C.gettimeofday end)
+-- The wall clock comes from the library: declaring struct timeval here
+-- would be wrong where time_t is 64-bit on a 32-bit system (musl 1.2).
+local wall_time = require('asio.lib').C.luaasio_wall_time
 
+-- Milliseconds, as nginx's cached time has.
 local function wallclock()
-  if has_tod and ffi.C.gettimeofday(tv, nil) == 0 then
-    return tonumber(tv.tv_sec) + floor(tonumber(tv.tv_usec) / 1000) / 1000
-  end
-  return os.time()
+  return floor(wall_time() * 1000) / 1000
 end
 
 ngx.now = wallclock
