@@ -873,3 +873,48 @@ T.test('read_some_into and write(buf, n) on a TLS connection go through TLS', fu
     srv:close()
   end)
 end)
+
+T.test('ngx cosockets: sslhandshake as OpenResty has it, and keepalive of a TLS connection', function()
+  local d = certs()
+  local ngx = require 'asio.ngx'
+  T.go(function()
+    local srv = assert(asio.server('127.0.0.1', 0, function(c)
+      while true do
+        local line = c:read_line()
+        if not line then break end
+        c:write('echo:' .. line .. '\n')
+      end
+      c:close()
+    end, { tls = { cert = d .. '/srv.pem', key = d .. '/srv.key' } }))
+    local port = srv:port()
+    -- ssl_verify = true checks against the system store, which lacks the test CA
+    local s = ngx.socket.tcp()
+    assert(s:connect('127.0.0.1', port))
+    local ok, err = s:sslhandshake(nil, 'localhost', true)
+    T.eq(ok, nil, 'verified handshake')
+    T.eq(err, 'certificate verify failed: unknown ca', 'error')
+    T.eq(select(2, s:send('x')), 'closed', 'closed after the failure')
+    -- unverified, as OpenResty does without ssl_verify
+    s = ngx.socket.tcp()
+    assert(s:connect('127.0.0.1', port))
+    local sess = assert(s:sslhandshake(nil, 'localhost', false))
+    assert(s:send('one\n'))
+    T.eq(s:receive('*l'), 'echo:one', 'receive')
+    T.eq(s:getreusedtimes(), 0, 'fresh')
+    assert(s:setkeepalive())
+    -- the pooled connection comes back with its session: no new handshake
+    local s2 = ngx.socket.tcp()
+    assert(s2:connect('127.0.0.1', port))
+    T.eq(s2:getreusedtimes(), 1, 'reused')
+    T.eq(s2:sslhandshake(false), true, 'sslhandshake on a reused TLS connection')
+    assert(s2:send('two\n'))
+    T.eq(s2:receive('*l'), 'echo:two', 'receive on the reused connection')
+    s2:close()
+    -- TLS 1.2 has the session at the end of the handshake; TLS 1.3 sends it
+    -- later (conn:tls_session() after a read has it)
+    T.eq(type(sess), mbed2 and 'string' or 'boolean', 'what sslhandshake returned')
+    T.raises("bad argument #2 to 'sslhandshake'", function() ngx.socket.tcp():sslhandshake(nil, 5) end)
+    asio.pool_flush()   -- ends the pool's sweeper
+    srv:close()
+  end)
+end)

@@ -68,6 +68,10 @@ function Tcp:connect(host, port, opts)
   if self.c then self.c:close(); self.c = false end
   local o = { timeout = sec(self.cto) }
   if opts then o.pool, o.pool_size, o.backlog = opts.pool, opts.pool_size, opts.backlog end
+  -- OpenResty's default pool is "host:port" (or the socket path), TLS or
+  -- not: a pooled TLS connection comes back with its session, and libraries
+  -- skip sslhandshake when getreusedtimes() > 0.
+  if o.pool == nil then o.pool = port == nil and host or host .. ':' .. tostring(port) end
   local c, err
   if port == nil then c, err = asio.connect(host, o) else c, err = asio.connect(host, port, o) end
   if not c then return nil, oerr(err) end
@@ -288,9 +292,39 @@ function Tcp:setoption(name, value)
   return 1
 end
 
-function Tcp:sslhandshake()
+-- sock:sslhandshake(reused_session, server_name, ssl_verify): TLS on the
+-- connected socket through asio.tls. As in OpenResty the certificate is
+-- checked only with ssl_verify = true (here against the system store), and
+-- the result is the session to pass as reused_session next time (a string
+-- here; true while there is none), or true when reused_session is false.
+-- A failed handshake closes the socket.
+function Tcp:sslhandshake(reused, server_name, verify)
   check_self(self, 'sslhandshake')
-  return nil, 'sslhandshake: TLS is not available in this LuaAsio build'
+  if reused ~= nil and reused ~= false and type(reused) ~= 'string' and reused ~= true then
+    error(("bad argument #1 to 'sslhandshake' (session string, false or nil expected, got %s)"):format(type(reused)), 2)
+  end
+  if server_name ~= nil and type(server_name) ~= 'string' then
+    error(("bad argument #2 to 'sslhandshake' (string expected, got %s)"):format(type(server_name)), 2)
+  end
+  local c = self.c
+  if not c then return nil, 'closed' end
+  if c.tls ~= 0 then
+    -- already TLS (a connection taken from the pool keeps its session)
+    if reused == false then return true end
+    return c:tls_session() or true
+  end
+  local ok, err, reason = c:tls_handshake({
+    server_name = server_name ~= '' and server_name or nil,
+    verify = verify == true,
+    session = type(reused) == 'string' and reused or nil,
+  })
+  if not ok then
+    c:close()
+    self.c = false
+    return nil, reason and (err .. ': ' .. reason) or err
+  end
+  if reused == false then return true end
+  return c:tls_session() or true
 end
 
 ngx.socket = {
