@@ -5,7 +5,7 @@
 #   ./build_musl.sh TARGET [cmake options...]
 #
 # TARGET          zig target and CPU                     OpenWrt example
-#   armhf         arm-linux-musleabihf (ARMv7, VFP)      armv7 / cortex-a7..a9
+#   armhf         arm-linux-musleabihf (ARMv7 Thumb-2, VFP)   armv7 / cortex-a7..a9
 #   arm64         aarch64-linux-musl                     aarch64_cortex-a53
 #   mipsel        mipsel-linux-musl, mips32r2, soft float    ramips mipsel_24kc
 #   mips          mips-linux-musl, mips32r2, soft float      ath79 mips_24kc
@@ -16,7 +16,9 @@
 # done here when npm is available) or ZIG=/path/to/zig. The result is
 # build-musl-TARGET/libluaasio.so, stripped, with libc++ linked statically;
 # it needs only musl's libc.so at run time. MAX_SIZE (bytes) as in
-# build_arm.sh. Boost headers come from BOOST_INCLUDE (default /usr/include).
+# build_arm.sh. MUSL_TOOLS_ONLY=1 only writes the compiler wrappers
+# build-tools/bin/musl-TARGET-{gcc,g++,ar,strip} (for LuaJIT's Makefile).
+# Boost headers come from BOOST_INCLUDE (default /usr/include).
 set -eu
 cd "$(dirname "$0")"
 here=$PWD
@@ -24,12 +26,12 @@ here=$PWD
 target=${1:-}
 [ $# -gt 0 ] && shift
 case $target in
-armhf) ztarget=arm-linux-musleabihf cpu=generic+v7a+vfp3d16 strip=arm-linux-gnueabihf-strip ;;
+armhf) ztarget=arm-linux-musleabihf cpu=generic+v7a+vfp3d16+thumb_mode strip=arm-linux-gnueabihf-strip ;;
 arm64) ztarget=aarch64-linux-musl cpu=generic strip=aarch64-linux-gnu-strip ;;
 mipsel) ztarget=mipsel-linux-musl cpu=mips32r2+soft_float strip=mipsel-linux-gnu-strip ;;
 mips) ztarget=mips-linux-musl cpu=mips32r2+soft_float strip=mipsel-linux-gnu-strip ;;
 mipsel-hf) ztarget=mipsel-linux-musl cpu=mips32r2 strip=mipsel-linux-gnu-strip ;;
--h|--help|'') sed -n '2,21p' "$0"; [ -n "$target" ]; exit $? ;;
+-h|--help|'') sed -n '2,/^set -eu/p' "$0" | sed '$d'; [ -n "$target" ]; exit $? ;;
 *) echo "build_musl.sh: unknown target $target (armhf, arm64, mipsel, mips, mipsel-hf)" >&2; exit 2 ;;
 esac
 
@@ -61,9 +63,9 @@ fi
 # 32-bit targets and that its headers redirect to. A replacement stub, with
 # the same soname libc.so, holds zig's names plus those; at run time musl's
 # own libc.so (OpenWrt 21.02 and later) resolves them.
+# It is also what makes zig link programs (LuaJIT) dynamically.
 stub=""
 case $ztarget in
-aarch64-*) ;;
 *)
   sdir=$here/build-tools/stub-$target
   stub=$sdir/libc.so
@@ -96,17 +98,67 @@ esac
 bin=$here/build-tools/bin
 mkdir -p "$bin"
 prefix=$bin/musl-$target-
+#
+# On MIPS, LLVM 16 writes absolute LSDA pointers into .eh_frame, which
+# zig's lld refuses in a shared object ("R_MIPS_32 cannot be used against
+# local symbol") and which musl could not apply anyway (unaligned). GNU ld
+# rewrites them PC-relative, so a shared link on MIPS reruns zig's own lld
+# command line with mipsel-linux-gnu-ld (binutils-mipsel-linux-gnu; it
+# handles both byte orders).
+gnu_ld=""
+case $ztarget in
+mips*)
+  gnu_ld=${MIPS_GNU_LD:-mipsel-linux-gnu-ld}
+  command -v "$gnu_ld" >/dev/null 2>&1 ||
+    { echo "build_musl.sh: $gnu_ld missing (apt-get install binutils-mipsel-linux-gnu)" >&2; exit 1; }
+  ;;
+esac
+# lld defines __dso_handle itself; for GNU ld it comes from crtbeginS.o,
+# which zig does not have, so the wrapper adds a hidden definition.
+dso=""
+if [ -n "$gnu_ld" ]; then
+  dso=$sdir/dso_handle.o
+  if [ ! -f "$dso" ]; then
+    echo '__attribute__((visibility("hidden"))) void *__dso_handle = &__dso_handle;' >"$sdir/dso_handle.c"
+    "$ZIG" cc -target $ztarget -mcpu=$cpu -fPIC -O2 -c -o "$dso" "$sdir/dso_handle.c"
+  fi
+fi
+bdir=${BUILD_DIR:-build-musl-$target}
 for pair in gcc:cc g++:c++; do
   w=$prefix${pair%%:*}
-  cat >"$w" <<EOW
+  cat >"$w.new" <<EOW
 #!/bin/sh
+zig() { "$ZIG" ${pair#*:} -target $ztarget -mcpu=$cpu "\$@"; }
 case " \$* " in
-*" -c "*|*" -E "*|*" -S "*|*" -M "*) exec "$ZIG" ${pair#*:} -target $ztarget -mcpu=$cpu "\$@" ;;
+*" -c "*|*" -E "*|*" -S "*|*" -M "*|*" -static "*) zig "\$@"; exit ;;
 esac
-exec "$ZIG" ${pair#*:} -target $ztarget -mcpu=$cpu "\$@" $stub
-EOW
-  chmod +x "$w"
+gnu_ld="$gnu_ld"
+case " \$* " in
+*" -shared "*) ;;
+*) gnu_ld="" ;;
+esac
+[ -n "\$gnu_ld" ] || { zig "\$@" $stub; exit; }
+out=\$(zig "\$@" $stub -v 2>&1) && exit 0
+cmd=\$(printf '%s\\n' "\$out" | grep '^ld.lld ' | tail -1)
+[ -n "\$cmd" ] || { printf '%s\\n' "\$out" >&2; exit 1; }
+set -- \$cmd
+shift
+while [ \$# -gt 0 ]; do
+  case \$1 in --error-limit=*|-O3) shift; continue ;; esac
+  break
 done
+exec "\$gnu_ld" -O1 "\$@" $dso
+EOW
+  chmod +x "$w.new"
+  # Other flags: the old objects are stale (cmake does not see it).
+  if ! cmp -s "$w" "$w.new"; then rm -rf "$bdir"; fi
+  mv "$w.new" "$w"
+done
+# LuaJIT's Makefile (test/musl.sh) calls PREFIXar and PREFIXstrip too.
+printf '#!/bin/sh\nexec "%s" ar "$@"\n' "$ZIG" >"${prefix}ar"
+printf '#!/bin/sh\nexec "%s" "$@"\n' "$(command -v "$STRIP")" >"${prefix}strip"
+chmod +x "${prefix}ar" "${prefix}strip"
+[ -z "${MUSL_TOOLS_ONLY:-}" ] || exit 0
 
-STRIP=$STRIP CXX=${prefix}g++ BUILD_DIR=${BUILD_DIR:-build-musl-$target} \
+STRIP=$STRIP CXX=${prefix}g++ BUILD_DIR=$bdir \
   exec ./build_arm.sh "$prefix" "$@"

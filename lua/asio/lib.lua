@@ -32,6 +32,13 @@ local function load_library()
   if env and env ~= '' then candidates[#candidates + 1] = env end
   local dir = lua_dir()
   for _, n in ipairs(names) do candidates[#candidates + 1] = dir .. '/' .. n end
+  -- Packaged installs keep C modules in the lib/ twin of the share/ folder
+  -- holding asio.lua: /usr/share/lua -> /usr/lib/lua (OpenWrt),
+  -- /usr/local/share/lua/5.1 -> /usr/local/lib/lua/5.1.
+  local prefix, luadir = dir:match('^(.*)[/\\]share[/\\](lua.*)$')
+  if prefix then
+    for _, n in ipairs(names) do candidates[#candidates + 1] = prefix .. '/lib/' .. luadir .. '/' .. n end
+  end
   for _, base in ipairs({ 'luaasio', 'libluaasio' }) do
     local p = package.searchpath and package.searchpath(base, package.cpath)
     if p then candidates[#candidates + 1] = p end
