@@ -26,7 +26,7 @@ here=$PWD
 target=${1:-}
 [ $# -gt 0 ] && shift
 case $target in
-armhf) ztarget=arm-linux-musleabihf cpu=generic+v7a+vfp3d16+thumb_mode strip=arm-linux-gnueabihf-strip ;;
+armhf) ztarget=arm-linux-musleabihf cpu=generic+v7a+vfp3d16 strip=arm-linux-gnueabihf-strip ;;
 arm64) ztarget=aarch64-linux-musl cpu=generic strip=aarch64-linux-gnu-strip ;;
 mipsel) ztarget=mipsel-linux-musl cpu=mips32r2+soft_float strip=mipsel-linux-gnu-strip ;;
 mips) ztarget=mips-linux-musl cpu=mips32r2+soft_float strip=mipsel-linux-gnu-strip ;;
@@ -160,5 +160,11 @@ printf '#!/bin/sh\nexec "%s" "$@"\n' "$(command -v "$STRIP")" >"${prefix}strip"
 chmod +x "${prefix}ar" "${prefix}strip"
 [ -z "${MUSL_TOOLS_ONLY:-}" ] || exit 0
 
+# ARMv7: Thumb-2 for the library's own code (a quarter smaller). zig's musl
+# and libc++ stay in ARM mode: musl's inline assembly does not build as
+# Thumb with zig 0.11.
+case $target in
+armhf) set -- -DCMAKE_CXX_FLAGS="-Xclang -target-feature -Xclang +thumb-mode" "$@" ;;
+esac
 STRIP=$STRIP CXX=${prefix}g++ BUILD_DIR=$bdir \
   exec ./build_arm.sh "$prefix" "$@"
