@@ -84,11 +84,12 @@ case $ztarget in
           if ($4 == "FUNC") print $8 "\tvoid " $8 "(void)" w ";\tvoid " $8 "(void) {}"
           else print $8 "\tchar " $8 "[" ($3 > 0 ? $3 : 1) "]" w ";"
         }'
-      grep -rhoE '__REDIR\([a-z_0-9]+, *__[a-z_0-9]+time64\)' "$inc" |
+      grep -rhoE '__REDIR\([a-z_0-9]+, *__[a-z_0-9]+\)' "$inc" |
         sed -E 's/.*, *//; s/\)//' | sort -u | awk '{ print $1 "\tvoid " $1 "(void) {}" }'
     } | awk -F '\t' '!seen[$1]++ { print $2; if ($3 != "") print $3 }' >"$sdir/stub.c"
-    "$ZIG" cc -target $ztarget -mcpu=$cpu -nostdlib -shared -Wl,-soname,libc.so \
-      -fno-builtin -w -o "$stub" "$sdir/stub.c"
+    # Linked by lld directly: zig cc would add (and export) compiler-rt.
+    "$ZIG" cc -target $ztarget -mcpu=$cpu -fPIC -fno-builtin -w -c -o "$sdir/stub.o" "$sdir/stub.c"
+    "$ZIG" ld.lld -shared -soname libc.so -o "$stub" "$sdir/stub.o"
   fi
   ;;
 esac
@@ -128,6 +129,8 @@ for pair in gcc:cc g++:c++; do
   w=$prefix${pair%%:*}
   cat >"$w.new" <<EOW
 #!/bin/sh
+: "\${ZIG_GLOBAL_CACHE_DIR:=$ZIG_GLOBAL_CACHE_DIR}"
+export ZIG_GLOBAL_CACHE_DIR
 zig() { "$ZIG" ${pair#*:} -target $ztarget -mcpu=$cpu "\$@"; }
 case " \$* " in
 *" -c "*|*" -E "*|*" -S "*|*" -M "*|*" -static "*) zig "\$@"; exit ;;

@@ -17,7 +17,8 @@
 #     build tools (gcc -m32 for 32-bit targets, package gcc-multilib). It is
 #     linked dynamically: ffi.load needs musl's dynamic loader (a static musl
 #     program cannot dlopen). test/cross/qemu_preload.c is linked into it,
-#     since musl has no /etc/ld.so.preload.
+#     since musl has no /etc/ld.so.preload. Errors unwind LuaJIT's own way
+#     (LUAJIT_NO_UNWIND): zig links no libgcc unwinder into C programs.
 #  4. musl's loader and libc.so from Debian's musl package for TARGET
 #     (test/debian-pkg.sh extract) as qemu's -L root, then the whole suite
 #     with LUAASIO_QEMU=1 (tests needing what qemu-user lacks skip and say why).
@@ -56,12 +57,31 @@ stage_done() {
 ./build_musl.sh "$target"
 stage_done build
 
-# 2. The C-level check, statically linked (no loader needed).
+# musl's loader from Debian, the root qemu looks in first.
 qroot=$here/build/musl-root-$target
+mroot=$qroot/root
 mkdir -p "$qroot"
-"build-tools/bin/musl-$target-g++" -static -O1 -Iinclude -o "$qroot/abi_check" \
-  -x c test/cross/abi_check.c -x none "build-musl-$target"/CMakeFiles/luaasio.dir/src/*.o
-"$qemu" "$qroot/abi_check"
+if [ -n "$debarch" ] && [ ! -d "$mroot/lib" ]; then
+  test/debian-pkg.sh "$debarch" extract "$mroot" musl
+fi
+
+# 2. The C-level check. ARM: against libluaasio.so, as a program would use
+# it. MIPS: linked statically with the library's objects, since there is no
+# soft float musl loader to run it with (and lld cannot link Thumb-2 objects
+# into a static ARM program correctly, so ARM does not use this way).
+case $target in
+arm*)
+  "build-tools/bin/musl-$target-gcc" -O1 -Iinclude -o "$qroot/abi_check" test/cross/abi_check.c \
+    -L"build-musl-$target" -lluaasio 2>"$qroot/abi_check.log" || { cat "$qroot/abi_check.log" >&2; exit 1; }
+  "$qemu" -L "$mroot" -E LD_LIBRARY_PATH="$here/build-musl-$target" "$qroot/abi_check"
+  ;;
+*)
+  "build-tools/bin/musl-$target-g++" -static -O1 -Iinclude -o "$qroot/abi_check" \
+    -x c test/cross/abi_check.c -x none "build-musl-$target"/CMakeFiles/luaasio.dir/src/*.o \
+    2>"$qroot/abi_check.log" || { cat "$qroot/abi_check.log" >&2; exit 1; }
+  "$qemu" "$qroot/abi_check"
+  ;;
+esac
 stage_done abi_check
 
 if [ -z "$debarch" ]; then
@@ -93,10 +113,16 @@ if [ ! -x "$lj/luajit" ]; then
   cp -a "$srcdir" "$work"
   preload=$work/qemu_preload.o
   "build-tools/bin/musl-$suite-gcc" -c -O2 -fPIC -o "$preload" test/cross/qemu_preload.c
+  case $target in
+  armhf)
+    "build-tools/bin/musl-$suite-gcc" -c -O2 -o "$work/libgcc_compat.o" test/cross/libgcc_compat.c
+    preload="$preload $work/libgcc_compat.o"
+    ;;
+  esac
   # BUILDMODE=static: the executable holds the VM and exports lua_* (-Wl,-E).
   make -C "$work/src" -j 2 BUILDMODE=static HOST_CC="$hostcc" \
     CROSS="$here/build-tools/bin/musl-$suite-" CC=gcc TARGET_SYS=Linux \
-    TARGET_LIBS="$preload" luajit >"$work.log" 2>&1 || {
+    TARGET_LIBS="$preload" XCFLAGS=-DLUAJIT_NO_UNWIND luajit >"$work.log" 2>&1 || {
     tail -30 "$work.log" >&2
     say "building $flavor for musl failed (log: $work.log)"
     exit 1
@@ -107,11 +133,7 @@ if [ ! -x "$lj/luajit" ]; then
 fi
 stage_done "luajit ($flavor)"
 
-# 4. musl's loader from Debian, the root qemu looks in first.
-mroot=$here/build/musl-root-$target/root
-if [ ! -d "$mroot/lib" ]; then
-  test/debian-pkg.sh "$debarch" extract "$mroot" musl
-fi
+# 4. The suite on it.
 LUAJIT="$qemu -L $mroot $lj/luajit"
 # jit/*.lua (jit.v, jit.dump, ...) next to the executable; test/luajit
 # prepends the project's folders.

@@ -49,9 +49,10 @@ local function load_library()
       seen[path] = true
       local ok, lib = pcall(ffi.load, path)
       if ok then return lib end
-      -- the loader's message usually starts with the path already
+      -- the loader's message usually names the path already (glibc starts
+      -- with it, musl says "Error loading shared library PATH: ...")
       local msg = tostring(lib)
-      if sub(msg, 1, #path + 2) ~= path .. ': ' then msg = path .. ': ' .. msg end
+      if not msg:find(path, 1, true) then msg = path .. ': ' .. msg end
       tried[#tried + 1] = '  ' .. msg
     end
   end
