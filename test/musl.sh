@@ -113,16 +113,21 @@ if [ ! -x "$lj/luajit" ]; then
   cp -a "$srcdir" "$work"
   preload=$work/qemu_preload.o
   "build-tools/bin/musl-$suite-gcc" -c -O2 -fPIC -o "$preload" test/cross/qemu_preload.c
+  tcflags=""
   case $target in
   armhf)
     "build-tools/bin/musl-$suite-gcc" -c -O2 -o "$work/libgcc_compat.o" test/cross/libgcc_compat.c
     preload="$preload $work/libgcc_compat.o"
     ;;
+  mips*)
+    # lj_arch.h wants GCC >= 4.3 on MIPS and reads clang's __GNUC__ (4.2).
+    tcflags=-fgnuc-version=5.0
+    ;;
   esac
   # BUILDMODE=static: the executable holds the VM and exports lua_* (-Wl,-E).
   make -C "$work/src" -j 2 BUILDMODE=static HOST_CC="$hostcc" \
     CROSS="$here/build-tools/bin/musl-$suite-" CC=gcc TARGET_SYS=Linux \
-    TARGET_LIBS="$preload" XCFLAGS=-DLUAJIT_NO_UNWIND luajit >"$work.log" 2>&1 || {
+    TARGET_LIBS="$preload" TARGET_CFLAGS="$tcflags" XCFLAGS=-DLUAJIT_NO_UNWIND luajit >"$work.log" 2>&1 || {
     tail -30 "$work.log" >&2
     say "building $flavor for musl failed (log: $work.log)"
     exit 1
