@@ -162,7 +162,7 @@ cat >"$work/luajit" <<EOW
 # A test that sets LUAASIO_LIB itself (e.g. to a missing file, to see the
 # error) runs with the checkout's paths as test/luajit set them: in the
 # staging root the library would be found anyway.
-if [ "\${LUAASIO_LIB:-}" != "$here/build/libluaasio.so" ]; then exec $lj "\$@"; fi
+if [ "\${LUAASIO_LIB:-}" != "$here/build/libluaasio.so" ]; then unset LUA_CPATH; exec $lj "\$@"; fi
 unset LUAASIO_LIB
 LUA_PATH="$root/usr/share/lua/?.lua;$root/usr/share/lua/?/init.lua;$here/test/lib/?.lua;;"
 LUA_CPATH="./?.so;$root/usr/lib/lua/?.so;;"
