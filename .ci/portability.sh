@@ -62,6 +62,7 @@ run_stage "s390x (qemu-s390x)" test/cross.sh s390x
 run_stage "windows (mingw + wine)" test/wine.sh
 run_stage "luarocks + cmake install" test/luarocks.sh
 run_stage "musl armhf (qemu-arm)" test/musl.sh armhf
+run_stage "musl arm64 (qemu-aarch64)" test/musl.sh arm64
 run_stage "musl mipsel soft float" test/musl.sh mipsel
 run_stage "musl mips big-endian" test/musl.sh mips
 run_stage "openwrt package" test/openwrt.sh

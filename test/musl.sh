@@ -113,8 +113,14 @@ if [ ! -x "$lj/luajit" ]; then
   cp -a "$srcdir" "$work"
   preload=$work/qemu_preload.o
   "build-tools/bin/musl-$suite-gcc" -c -O2 -fPIC -o "$preload" test/cross/qemu_preload.c
-  tcflags=""
+  tcflags="" unwind=-DLUAJIT_NO_UNWIND tld="$here/build-tools/bin/musl-$suite-gcc"
   case $target in
+  arm64)
+    # lj_vm's unwind tables name LuaJIT's DWARF personality, which
+    # LUAJIT_NO_UNWIND removes: keep external unwinding and link with the
+    # C++ driver, which brings libunwind.
+    unwind="" tld="$here/build-tools/bin/musl-$suite-g++"
+    ;;
   armhf)
     "build-tools/bin/musl-$suite-gcc" -c -O2 -o "$work/libgcc_compat.o" test/cross/libgcc_compat.c
     preload="$preload $work/libgcc_compat.o"
@@ -128,7 +134,7 @@ if [ ! -x "$lj/luajit" ]; then
   # BUILDMODE=static: the executable holds the VM and exports lua_* (-Wl,-E).
   make -C "$work/src" -j 2 BUILDMODE=static HOST_CC="$hostcc" \
     CROSS="$here/build-tools/bin/musl-$suite-" CC=gcc TARGET_SYS=Linux \
-    TARGET_LIBS="$preload" TARGET_CFLAGS="$tcflags" XCFLAGS=-DLUAJIT_NO_UNWIND luajit >"$work.log" 2>&1 || {
+    TARGET_LIBS="$preload" TARGET_CFLAGS="$tcflags" TARGET_LD="$tld" XCFLAGS="$unwind" luajit >"$work.log" 2>&1 || {
     tail -30 "$work.log" >&2
     say "building $flavor for musl failed (log: $work.log)"
     exit 1
