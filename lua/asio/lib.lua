@@ -32,6 +32,13 @@ local function load_library()
   if env and env ~= '' then candidates[#candidates + 1] = env end
   local dir = lua_dir()
   for _, n in ipairs(names) do candidates[#candidates + 1] = dir .. '/' .. n end
+  -- Packaged installs keep C modules in the lib/ twin of the share/ folder
+  -- holding asio.lua: /usr/share/lua -> /usr/lib/lua (OpenWrt),
+  -- /usr/local/share/lua/5.1 -> /usr/local/lib/lua/5.1.
+  local prefix, luadir = dir:match('^(.*)[/\\]share[/\\](lua.*)$')
+  if prefix then
+    for _, n in ipairs(names) do candidates[#candidates + 1] = prefix .. '/lib/' .. luadir .. '/' .. n end
+  end
   for _, base in ipairs({ 'luaasio', 'libluaasio' }) do
     local p = package.searchpath and package.searchpath(base, package.cpath)
     if p then candidates[#candidates + 1] = p end
@@ -42,9 +49,10 @@ local function load_library()
       seen[path] = true
       local ok, lib = pcall(ffi.load, path)
       if ok then return lib, path end
-      -- the loader's message usually starts with the path already
+      -- the loader's message usually names the path already (glibc starts
+      -- with it, musl says "Error loading shared library PATH: ...")
       local msg = tostring(lib)
-      if sub(msg, 1, #path + 2) ~= path .. ': ' then msg = path .. ': ' .. msg end
+      if not msg:find(path, 1, true) then msg = path .. ': ' .. msg end
       tried[#tried + 1] = '  ' .. msg
     end
   end
