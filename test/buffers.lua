@@ -138,7 +138,10 @@ test('a read_some_into -> write(buf, n) relay compiles without NYI aborts', func
     return info and info.source and info.source:find('asio[/\\]conn%.lua$')
   end
   local function recorder(what, tr, func, pc, otr)
-    if what == 'stop' and in_conn(func) then
+    -- A trace may start in conn.lua or in this file's loops (with
+    -- read_some_into and write inlined): either way the loop compiled.
+    local info = what == 'stop' and jutil.funcinfo(func)
+    if info and info.source and (in_conn(func) or info.source:find('buffers%.lua$')) then
       compiled = compiled + 1
     elseif what == 'abort' and in_conn(func) then
       local msg = vmdef.traceerr[otr] or tostring(otr)
@@ -171,6 +174,6 @@ test('a read_some_into -> write(buf, n) relay compiles without NYI aborts', func
   jit.attach(recorder)
   jit.opt.start('hotloop=56', 'hotexit=10')
   assert(ok, err)
-  assert(compiled > 0, 'no trace of conn.lua was compiled')
+  assert(compiled > 0, 'the read_some_into -> write loop was not compiled')
   assert(#bad == 0, 'NYI aborts in conn.lua:\n  ' .. table.concat(bad, '\n  '))
 end)
