@@ -549,43 +549,53 @@ T.test('faults: the peer resets mid-handshake and mid-record; a close without cl
   end)
 end)
 
+-- Drives `openssl s_server -msg VERSION_FLAG` through its stdin (a FIFO):
+-- each line it gets is sent to the client, and a line of one command
+-- letter is that command instead. Sends "one", the command, "two"; checks
+-- that the client reads both lines and that the server reads "three" from
+-- it afterwards. Returns the server's output (its -msg trace).
+local function s_server_command(d, version_flag, command, what)
+  local fifo = d .. '/ctl' .. command
+  os.remove(fifo)
+  assert(sh('mkfifo ' .. fifo))
+  local port = free_port()
+  local b = bg(('exec openssl s_server -msg %s -accept %d -cert %s/srv.pem -key %s/srv.key < %s')
+    :format(version_flag, port, d, d, fifo))
+  local ctl = assert(io.open(fifo, 'w'))
+  ctl:setvbuf('no')
+  wait_port(port, b)
+  asio.sleep(0.3) -- the probe connection is over
+  local c = assert(asio.connect('127.0.0.1', port, { tls = { ca = d .. '/ca.pem' } }))
+  ctl:write('one\n')
+  T.eq(c:read_line(), 'one', 'before the ' .. what)
+  ctl:write(command .. '\n')
+  asio.sleep(0.1)
+  ctl:write('two\n')
+  T.eq(c:read_line(), 'two', 'after the ' .. what)
+  assert(c:write('three\n'))
+  for _ = 1, 100 do
+    if output(b):find('three', 1, true) then break end
+    asio.sleep(0.02)
+  end
+  local out = output(b)
+  assert(out:find('three', 1, true), 'the server read nothing after the ' .. what .. ': ' .. out)
+  c:close()
+  ctl:close()
+  stop(b)
+  os.remove(fifo)
+  return out
+end
+
 T.test('a key update from openssl s_server mid-stream', function()
   local d = certs()
   if mbed2 then T.skip(backend .. ' has no TLS 1.3, hence no key updates') end
   need('mkfifo')
   T.go(function()
-    local fifo = d .. '/ctl'
-    os.remove(fifo)
-    assert(sh('mkfifo ' .. fifo))
-    local port = free_port()
-    -- s_server sends what its stdin gets; a line "K" is a key update that
-    -- asks the client to update its keys too.
-    local b = bg(('exec openssl s_server -msg -tls1_3 -accept %d -cert %s/srv.pem -key %s/srv.key < %s')
-      :format(port, d, d, fifo))
-    local ctl = assert(io.open(fifo, 'w'))
-    ctl:setvbuf('no')
-    wait_port(port, b)
-    asio.sleep(0.3) -- the probe connection is over
-    local c = assert(asio.connect('127.0.0.1', port, { tls = { ca = d .. '/ca.pem' } }))
-    ctl:write('one\n')
-    T.eq(c:read_line(), 'one', 'before')
-    ctl:write('K\n')
-    asio.sleep(0.1)
-    ctl:write('two\n')
-    T.eq(c:read_line(), 'two', 'after the key update')
-    assert(c:write('three\n'))
-    for _ = 1, 100 do
-      if output(b):find('three', 1, true) then break end
-      asio.sleep(0.02)
-    end
-    assert(output(b):find('three', 1, true), 'the server read nothing after the update: ' .. output(b))
+    -- "K": a key update that asks the client to update its keys too
+    local out = s_server_command(d, '-tls1_3', 'K', 'key update')
     -- the client answered the requested update with one of its own
-    assert(output(b):find('<<< TLS 1.3, Handshake %[length %x+%], KeyUpdate'),
-      'the client sent no key update: ' .. output(b))
-    c:close()
-    ctl:close()
-    stop(b)
-    os.remove(fifo)
+    assert(out:find('<<< TLS 1.3, Handshake %[length %x+%], KeyUpdate'),
+      'the client sent no key update: ' .. out)
   end)
 end)
 
@@ -594,39 +604,12 @@ T.test('a renegotiation started by openssl s_server (TLS 1.2) mid-stream', funct
   if mbed then T.skip(backend .. ' clients refuse renegotiation (mbedTLS builds have it off by default)') end
   need('mkfifo')
   T.go(function()
-    local fifo = d .. '/ctl12'
-    os.remove(fifo)
-    assert(sh('mkfifo ' .. fifo))
-    local port = free_port()
-    -- a line "R" makes s_server renegotiate: the client's next read must
-    -- take part in a new handshake, writing as well as reading.
-    local b = bg(('exec openssl s_server -msg -tls1_2 -accept %d -cert %s/srv.pem -key %s/srv.key < %s')
-      :format(port, d, d, fifo))
-    local ctl = assert(io.open(fifo, 'w'))
-    ctl:setvbuf('no')
-    wait_port(port, b)
-    asio.sleep(0.3)
-    local c = assert(asio.connect('127.0.0.1', port, { tls = { ca = d .. '/ca.pem' } }))
-    T.eq(c:tls_info().version, 'TLSv1.2', 'version')
-    ctl:write('one\n')
-    T.eq(c:read_line(), 'one', 'before')
-    ctl:write('R\n')
-    asio.sleep(0.1)
-    ctl:write('two\n')
-    T.eq(c:read_line(), 'two', 'after the renegotiation')
-    assert(c:write('three\n'))
-    for _ = 1, 100 do
-      if output(b):find('three', 1, true) then break end
-      asio.sleep(0.02)
-    end
-    assert(output(b):find('three', 1, true), 'the server read nothing after it: ' .. output(b))
+    -- "R": renegotiate; the client's next read takes part in a new
+    -- handshake, writing as well as reading
+    local out = s_server_command(d, '-tls1_2', 'R', 'renegotiation')
     -- the client sent a second ClientHello, inside the first session
-    local _, hellos = output(b):gsub('<<< TLS 1%.%d, Handshake %[length %x+%], ClientHello', '')
-    assert(hellos == 2, 'ClientHellos the server received: ' .. hellos .. '\n' .. output(b))
-    c:close()
-    ctl:close()
-    stop(b)
-    os.remove(fifo)
+    local _, hellos = out:gsub('<<< TLS 1%.%d, Handshake %[length %x+%], ClientHello', '')
+    assert(hellos == 2, 'ClientHellos the server received: ' .. hellos .. '\n' .. out)
   end)
 end)
 

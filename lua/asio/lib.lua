@@ -18,46 +18,68 @@ local function lua_dir()
   return '.'
 end
 
-local function load_library()
-  local names
-  if ffi.os == 'Windows' then
-    names = { 'luaasio.dll', 'libluaasio.dll' }
-  elseif ffi.os == 'OSX' then
-    names = { 'libluaasio.dylib', 'libluaasio.so' }
-  else
-    names = { 'libluaasio.so' }
+-- The file names of library `base` ('luaasio', 'luaasio_tls') here.
+local function file_names(base)
+  if ffi.os == 'Windows' then return { base .. '.dll', 'lib' .. base .. '.dll' } end
+  if ffi.os == 'OSX' then return { 'lib' .. base .. '.dylib', 'lib' .. base .. '.so' } end
+  return { 'lib' .. base .. '.so' }
+end
+
+-- Where library `base` may be: the environment variable `env_var`, then
+-- each folder of `dirs`, then package.cpath.
+local function candidates(base, env_var, dirs)
+  local list = {}
+  local env = os.getenv(env_var)
+  if env and env ~= '' then list[#list + 1] = env end
+  local names = file_names(base)
+  for _, d in ipairs(dirs) do
+    for _, n in ipairs(names) do list[#list + 1] = d .. '/' .. n end
   end
-  local tried, candidates = {}, {}
-  local env = os.getenv('LUAASIO_LIB')
-  if env and env ~= '' then candidates[#candidates + 1] = env end
+  for _, b in ipairs({ base, 'lib' .. base }) do
+    local p = package.searchpath and package.searchpath(b, package.cpath)
+    if p then list[#list + 1] = p end
+  end
+  return list
+end
+
+-- Loads the first of `list` that loads and that `check(lib)` accepts
+-- (check returns nothing, or why not): the library and its path, or nil
+-- and what was tried, a message per path.
+local function load_first(list, check)
+  local tried, seen = {}, {}
+  for _, path in ipairs(list) do
+    if not seen[path] then
+      seen[path] = true
+      local ok, l = pcall(ffi.load, path)
+      local why
+      if ok then
+        why = check and check(l)
+        if not why then return l, path end
+      else
+        why = tostring(l)
+      end
+      -- the loader's message usually names the path already (glibc starts
+      -- with it, musl says "Error loading shared library PATH: ...")
+      if not why:find(path, 1, true) then why = path .. ': ' .. why end
+      tried[#tried + 1] = why
+    end
+  end
+  return nil, tried
+end
+
+local function load_library()
   local dir = lua_dir()
-  for _, n in ipairs(names) do candidates[#candidates + 1] = dir .. '/' .. n end
+  local dirs = { dir }
   -- Packaged installs keep C modules in the lib/ twin of the share/ folder
   -- holding asio.lua: /usr/share/lua -> /usr/lib/lua (OpenWrt),
   -- /usr/local/share/lua/5.1 -> /usr/local/lib/lua/5.1.
   local prefix, luadir = dir:match('^(.*)[/\\]share[/\\](lua.*)$')
-  if prefix then
-    for _, n in ipairs(names) do candidates[#candidates + 1] = prefix .. '/lib/' .. luadir .. '/' .. n end
-  end
-  for _, base in ipairs({ 'luaasio', 'libluaasio' }) do
-    local p = package.searchpath and package.searchpath(base, package.cpath)
-    if p then candidates[#candidates + 1] = p end
-  end
-  local seen = {}
-  for _, path in ipairs(candidates) do
-    if not seen[path] then
-      seen[path] = true
-      local ok, lib = pcall(ffi.load, path)
-      if ok then return lib, path end
-      -- the loader's message usually names the path already (glibc starts
-      -- with it, musl says "Error loading shared library PATH: ...")
-      local msg = tostring(lib)
-      if not msg:find(path, 1, true) then msg = path .. ': ' .. msg end
-      tried[#tried + 1] = '  ' .. msg
-    end
-  end
+  if prefix then dirs[2] = prefix .. '/lib/' .. luadir end
+  local lib, path = load_first(candidates('luaasio', 'LUAASIO_LIB', dirs))
+  if lib then return lib, path end
+  local tried = path
   error('asio: cannot load the LuaAsio library; set LUAASIO_LIB or package.cpath. Tried:\n'
-    .. (#tried > 0 and concat(tried, '\n') or '  (no candidate: package.cpath has none)'), 0)
+    .. (#tried > 0 and '  ' .. concat(tried, '\n  ') or '  (no candidate: package.cpath has none)'), 0)
 end
 
 local C, C_path = load_library()
@@ -84,6 +106,8 @@ return {
   C = C,
   path = C_path,        -- where the library was loaded from
   lua_dir = lua_dir(),  -- the folder holding asio.lua
+  candidates = candidates,
+  load_first = load_first,
   -- Stable error string of a LUAASIO_E* code.
   strerror = function(code) return errstr[code] or 'system error' end,
 }

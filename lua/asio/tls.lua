@@ -49,60 +49,29 @@ local load_error     -- why it could not be, once tried
 local WANT_WRITE     -- LUAASIO_ETLS_WANT_WRITE
 local errbuf = ffi.new('char[?]', 512)
 
-local function candidates()
-  local list = {}
-  local env = os.getenv('LUAASIO_TLS_LIB')
-  if env and env ~= '' then list[#list + 1] = env end
-  local names
-  if ffi.os == 'Windows' then
-    names = { 'luaasio_tls.dll', 'libluaasio_tls.dll' }
-  elseif ffi.os == 'OSX' then
-    names = { 'libluaasio_tls.dylib', 'libluaasio_tls.so' }
-  else
-    names = { 'libluaasio_tls.so' }
-  end
-  -- Next to the core library first: a build folder, or /usr/lib/lua.
-  local dirs = {}
-  if lib.path then dirs[#dirs + 1] = lib.path:match('^(.*)[/\\][^/\\]*$') end
-  dirs[#dirs + 1] = lib.lua_dir
-  for _, d in ipairs(dirs) do
-    for _, n in ipairs(names) do list[#list + 1] = d .. '/' .. n end
-  end
-  for _, base in ipairs({ 'luaasio_tls', 'libluaasio_tls' }) do
-    local p = package.searchpath and package.searchpath(base, package.cpath)
-    if p then list[#list + 1] = p end
-  end
-  return list
-end
-
--- The library, or nil and why not.
+-- The library, or nil and why not. It is looked for next to the core
+-- library first (a build folder, or /usr/lib/lua), then next to asio.lua.
 local function load()
   if T then return T end
   if load_error then return nil, load_error end
-  local tried, seen = {}, {}
-  for _, path in ipairs(candidates()) do
-    if not seen[path] then
-      seen[path] = true
-      local ok, l = pcall(ffi.load, path)
-      if ok then
-        if not pcall(ffi.typeof, 'luaasio_tls_ctx') then
-          ffi.cdef('const char *luaasio_tls_cdef(void);')
-          ffi.cdef(ffi_string(l.luaasio_tls_cdef()))
-        end
-        if l.luaasio_tls_abi_version() ~= 1 then
-          tried[#tried + 1] = path .. ': ABI version ' .. l.luaasio_tls_abi_version() .. ', expected 1'
-        else
-          T = l
-          WANT_WRITE = T.LUAASIO_ETLS_WANT_WRITE
-          return T
-        end
-      else
-        tried[#tried + 1] = tostring(l)
-      end
+  local dirs = {}
+  if lib.path then dirs[#dirs + 1] = lib.path:match('^(.*)[/\\][^/\\]*$') end
+  dirs[#dirs + 1] = lib.lua_dir
+  local l, tried = lib.load_first(lib.candidates('luaasio_tls', 'LUAASIO_TLS_LIB', dirs), function(l)
+    if not pcall(ffi.typeof, 'luaasio_tls_ctx') then
+      ffi.cdef('const char *luaasio_tls_cdef(void);')
+      ffi.cdef(ffi_string(l.luaasio_tls_cdef()))
     end
+    local v = l.luaasio_tls_abi_version()
+    if v ~= 1 then return 'ABI version ' .. v .. ', expected 1' end
+  end)
+  if not l then
+    load_error = #tried > 0 and concat(tried, '; ') or 'libluaasio_tls not found'
+    return nil, load_error
   end
-  load_error = #tried > 0 and concat(tried, '; ') or 'libluaasio_tls not found'
-  return nil, load_error
+  T = l
+  WANT_WRITE = T.LUAASIO_ETLS_WANT_WRITE
+  return T
 end
 
 -- asio.tls_available(): true and the backend ("OpenSSL 3.0.19",
