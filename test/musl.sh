@@ -14,7 +14,7 @@
 #  3. LuaJIT from Debian's source package (test/debian-pkg.sh source fetch;
 #     LUAJIT_PACKAGE=luajit2 for OpenResty's fork), cross-built with the zig
 #     musl compiler and a host compiler of the same pointer width for its
-#     build tools (gcc -m32 for 32-bit targets, package gcc-multilib). It is
+#     build tools (gcc -m32 for 32-bit targets, package gcc-12-multilib). It is
 #     linked dynamically: ffi.load needs musl's dynamic loader (a static musl
 #     program cannot dlopen). test/cross/qemu_preload.c is linked into it,
 #     since musl has no /etc/ld.so.preload. Errors unwind LuaJIT's own way
@@ -43,6 +43,11 @@ mips) qemu=qemu-mips debarch="" hostcc="gcc -m32" ;;
   ;;
 esac
 flavor=${LUAJIT_PACKAGE:-luajit}
+# gcc -m32, without the gcc-multilib metapackage (it would remove Debian's
+# cross compilers).
+case $hostcc in
+*-m32) tools/ensure-packages musl.sh gcc-12-multilib libc6-dev-i386 ;;
+esac
 
 start=$(date +%s)
 stage_start=$start
