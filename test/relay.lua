@@ -213,9 +213,12 @@ for _, m in ipairs(modes) do
       local function block(seed, i)
         local t = {}
         local v = seed * 7919 + i
+        -- integers below 2^53 only: exact in doubles, whatever the CPU
+        -- (ARM64 fuses multiply and add, which rounds larger products
+        -- differently in compiled and interpreted code)
         for k = 1, 256 do
-          v = (v * 1103515245 + 12345) % 2147483648
-          t[k] = string.char(v % 256, (v / 256) % 256, (v / 65536) % 256, i % 256)
+          v = (v * 69069 + 1) % 2147483648
+          t[k] = string.char(v % 256, math.floor(v / 256) % 256, math.floor(v / 65536) % 256, i % 256)
         end
         return string.rep(table.concat(t), 64)   -- 64 KiB
       end
@@ -448,7 +451,8 @@ for _, m in ipairs { modes[1], modes[2] } do
     local fds2, lua2, rss2 = fds_settled(), collectgarbage('count'), T.rss_kb()
     if base_fds then eq(fds2, base_fds, 'descriptors after the second round') end
     assert(lua2 - lua1 < 256, ('Lua heap grew by %.0f KiB over a second round'):format(lua2 - lua1))
-    if rss1 then
+    -- (under qemu the emulator's own translation cache grows meanwhile)
+    if rss1 and not T.qemu then
       assert(rss2 - rss1 < 2048, ('RSS grew by %d KiB over a second round'):format(rss2 - rss1))
     end
   end)
