@@ -120,8 +120,13 @@ void relay::wait(int d, int s, int dir) {
     self->dirs[d].waiting = false;
     if (!self->open || self->dirs[d].end != 1)
       return;
+    // A socket closed by Lua ends the wait with operation_aborted, or on
+    // Windows with other codes: either way the relay ends as 'closed'.
     if (ec)
-      self->ended(d, ec == asio::error::operation_aborted ? LUAASIO_ECLOSED : map_error(ec));
+      self->ended(d, ec == asio::error::operation_aborted || !self->side[0]->sock.is_open() ||
+                             !self->side[1]->sock.is_open()
+                         ? LUAASIO_ECLOSED
+                         : map_error(ec));
     else
       self->step(d);
   });

@@ -46,7 +46,16 @@ flavor=${LUAJIT_PACKAGE:-luajit}
 # gcc -m32, without the gcc-multilib metapackage (it would remove Debian's
 # cross compilers).
 case $hostcc in
-*-m32) tools/ensure-packages musl.sh gcc-12-multilib libc6-dev-i386 ;;
+*-m32)
+  tools/ensure-packages musl.sh gcc-12-multilib libc6-dev-i386
+  # <linux/errno.h> wants <asm/errno.h>, which the metapackage links into
+  # /usr/include; the kernel's x86_64 headers serve for the build tools.
+  if ! echo '#include <linux/errno.h>' | gcc -m32 -E - >/dev/null 2>&1; then
+    mkdir -p "$here/build/m32-include"
+    ln -sfn /usr/include/x86_64-linux-gnu/asm "$here/build/m32-include/asm"
+    hostcc="$hostcc -isystem $here/build/m32-include"
+  fi
+  ;;
 esac
 
 start=$(date +%s)
