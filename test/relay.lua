@@ -14,6 +14,15 @@ local modes = {
   { name = 'lua', opts = { lua = true }, path = 'lua' },
 }
 if ffi.os ~= 'Linux' then modes[1].splice = 0 end
+if T.wine then
+  -- On Windows the Lua relay serves only {lua = true} (there is no TLS
+  -- there). Under wine its reset and vanished-peer cases hang or stop the
+  -- process, which real Windows may not do: left to check there.
+  table.remove(modes, 3)
+  test('lua: the Lua relay under wine', function()
+    T.skip('under wine the Lua relay hangs when a peer resets; the native relay is tested here')
+  end)
+end
 
 local function with(opts, extra)
   local t = {}
@@ -122,9 +131,6 @@ for _, m in ipairs(modes) do
 
   for _, who in ipairs { 'x', 'y' } do
     test(m.name .. ': a reset by ' .. who .. ' is reported on its direction and passed on', function()
-      if T.wine and m.name == 'lua' then
-        T.skip('under wine the Lua relay waits on after the reset (the native relay passes this test there)')
-      end
       go(function()
         local x, a, b, y = quad()
         local wait = start(a, b, m.opts)
