@@ -261,7 +261,9 @@ test('garbage collection in the middle of pending operations', function()
       if asio.stats().threads <= 2 and T.fd_count() <= fd0 then break end
       asio.sleep(0.02)
     end
-    eq(T.fd_count(), fd0, 'descriptors after a full collection')
+    -- fewer is fine: a socket of an earlier test may finish closing meanwhile
+    local fd1 = T.fd_count()
+    assert(fd1 <= fd0, ('descriptors after a full collection: %d, before %d'):format(fd1, fd0))
   end, 60)
 end)
 
