@@ -462,7 +462,9 @@ for _, m in ipairs { modes[1], modes[2] } do
     collectgarbage(); collectgarbage()
     local fds2, lua2, rss2 = fds_settled(), collectgarbage('count'), T.rss_kb()
     if base_fds then eq(fds2, base_fds, 'descriptors after the second round') end
-    assert(lua2 - lua1 < 256, ('Lua heap grew by %.0f KiB over a second round'):format(lua2 - lua1))
+    -- A leak of half a KiB per relay would show; less may be the light
+    -- thread arrays settling at a higher number of threads alive at once.
+    assert(lua2 - lua1 < 512, ('Lua heap grew by %.0f KiB over a second round'):format(lua2 - lua1))
     -- (under qemu the emulator's own translation cache grows meanwhile)
     if rss1 and not T.qemu then
       assert(rss2 - rss1 < 2048, ('RSS grew by %d KiB over a second round'):format(rss2 - rss1))
