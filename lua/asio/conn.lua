@@ -137,26 +137,23 @@ local function read_fail(c, code, parts)
   return nil, strerror(code), partial
 end
 
--- One non-blocking read of up to `want` bytes into the shared buffer. Where
+-- One non-blocking read of up to `size` bytes into `p` (through TLS on a
+-- TLS connection); recv reads into the shared buffer. Where
 -- arming a wait costs a system call anyway, a short read means the socket
 -- is most likely empty now, so the next read goes straight to waiting
 -- instead of spending another one on "would block". On epoll a wait armed
 -- right after "would block" is free, so there every wait follows a read.
 local SKIP_AFTER_SHORT_READ = C.luaasio_read_wait_cheap_after_eagain() == 0
 
-local function recv(c, want)
-  if c.tls ~= 0 then return S.tls_recv(c, want, rbuf) end
-  local r = C.luaasio_conn_read(loop, c.h, rbuf, want)
-  c.drained = (SKIP_AFTER_SHORT_READ and r > 0 and r < want) and 1 or 0
-  return r
-end
-
--- The same into the caller's buffer `p` (read_some_into).
 local function recv_into(c, p, size)
   if c.tls ~= 0 then return S.tls_recv(c, size, p) end
   local r = C.luaasio_conn_read(loop, c.h, p, size)
   c.drained = (SKIP_AFTER_SHORT_READ and r > 0 and r < size) and 1 or 0
   return r
+end
+
+local function recv(c, want)
+  return recv_into(c, rbuf, want)
 end
 
 local function read_slow(c, s, n, parts, have)
