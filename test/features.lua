@@ -390,7 +390,7 @@ test('timeout: connect {timeout=} gives up on a listener that never accepts', fu
     -- (not under valgrind or the sanitizers, which check for leaks
     -- themselves and slow the collector's pace against the count)
     if fd0 and not T.instrumented then
-      local fd1 = T.fd_count()
+      local fd1 = T.fds_down_to(fd0)
       truthy(fd1 <= fd0, ('open descriptors after the timed-out connects: %d, before %d'):format(fd1, fd0))
     end
   end)

@@ -123,6 +123,21 @@ function T.fd_count()
   return n
 end
 
+-- From a light thread: waits up to `seconds` (default 5) for the number of
+-- open descriptors to come down to `limit` (closes finish on the loop, and
+-- a peer's close may take a turn or two to arrive), polling every 20 ms.
+-- Returns the last count.
+function T.fds_down_to(limit, seconds)
+  local n = T.fd_count()
+  local deadline = asio.now() + (seconds or 5)
+  while n and n > limit and asio.now() < deadline do
+    asio.sleep(0.02)
+    collectgarbage()
+    n = T.fd_count()
+  end
+  return n
+end
+
 function T.rss_kb()
   if T.windows then return nil end
   local f = io.open('/proc/self/status')
@@ -148,13 +163,15 @@ function T.run(filter)
   for _, t in ipairs(T.tests) do
     if not filter or t.name:find(filter, 1, true) then
       local start = now()
+      -- What an earlier failed test left behind is its failure, not this one's.
+      local s0 = asio.stats()
       local ok, err = pcall(t.fn)
       collectgarbage()
       collectgarbage()
       local s = asio.stats()
-      if ok and (s.objects ~= 0 or s.threads ~= 0 or s.servers ~= 0) then
+      if ok and (s.objects > s0.objects or s.threads > s0.threads or s.servers > s0.servers) then
         ok, err = false, ('left behind %d objects, %d light threads, %d servers'):format(
-          s.objects, s.threads, s.servers)
+          s.objects - s0.objects, s.threads - s0.threads, s.servers - s0.servers)
       end
       local took = ('%.2fs'):format(now() - start)
       if ok then
