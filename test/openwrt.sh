@@ -119,18 +119,24 @@ for f in ./usr/lib/lua/libluaasio.so ./usr/share/lua/asio.lua ./usr/share/lua/as
 done
 for f in lua/asio/*.lua lua/ngx/*.lua; do
   [ -f "$f" ] || continue
-  case $f in lua/asio/tls.lua) continue ;; esac
   cmp -s "$f" "$root/usr/share/lua/${f#lua/}" || { say "$f is not installed as /usr/share/lua/${f#lua/}"; exit 1; }
 done
 [ -x "$root/usr/lib/lua/libluaasio.so" ] || { say "libluaasio.so is not executable"; exit 1; }
-# The TLS packages install only tls.lua and the TLS library, when the
-# source has them.
-if [ -f lua/asio/tls.lua ] && [ -f build/libluaasio_tls.so ]; then
+if [ -f build/libluaasio_tls.so ]; then
+  # A TLS package installs the TLS library alone (asio/tls.lua is in the base
+  # package); then it is installed over the base, as opkg would.
   cp build/libluaasio_tls.so "$pkgdest/usr/lib/"
-  troot=$work/root-tls
-  mk openwrt/Makefile PKG_BUILD_DIR="$here" PKG_INSTALL_DIR="$pkgdest" DEST="$troot" install-luaasio-tls-mbedtls
-  [ "$(cd "$troot" && find . -type f | sort | tr '\n' ' ')" = "./usr/lib/lua/libluaasio_tls.so ./usr/share/lua/asio/tls.lua " ] ||
-    { say "luaasio-tls-mbedtls installs other files"; exit 1; }
+  for v in mbedtls openssl; do
+    troot=$work/root-tls-$v
+    mk openwrt/Makefile PKG_BUILD_DIR="$here" PKG_INSTALL_DIR="$pkgdest" DEST="$troot" install-luaasio-tls-$v
+    [ "$(cd "$troot" && find . -type f | sort | tr '\n' ' ')" = "./usr/lib/lua/libluaasio_tls.so " ] ||
+      { say "luaasio-tls-$v installs other files than usr/lib/lua/libluaasio_tls.so"; exit 1; }
+  done
+  cp -a "$work/root-tls-mbedtls/." "$root/"
+  say "luaasio-tls-mbedtls and -openssl install usr/lib/lua/libluaasio_tls.so"
+else
+  say "build/libluaasio_tls.so was not built (no TLS library found): TLS packages not checked"
+  exit 1
 fi
 stage_done install
 
@@ -153,6 +159,20 @@ lookup() {
 }
 lookup "./?.so;$root/usr/lib/lua/?.so"
 lookup "./?.so"
+# The TLS library of a luaasio-tls-* package, installed over the base.
+tprobe='
+local asio = require("asio")
+local ok, why = asio.tls_available()
+if not ok then io.write("tls not available: ", tostring(why)) os.exit(1) end
+for line in io.lines("/proc/self/maps") do
+  local p = line:match("(/%S*libluaasio_tls%.so)$")
+  if p then io.write(p) os.exit(0) end
+end
+io.write("libluaasio_tls.so is not mapped") os.exit(1)'
+got=$(cd "$work" && env -u LUAASIO_LIB LUA_PATH="$root/usr/share/lua/?.lua" LUA_CPATH="./?.so;$root/usr/lib/lua/?.so" \
+  $lj -e "$tprobe") || { say "TLS lookup: $got"; exit 1; }
+[ "$got" = "$root/usr/lib/lua/libluaasio_tls.so" ] || { say "TLS lookup loaded $got"; exit 1; }
+say "asio.tls_available() -> $got"
 stage_done lookup
 
 # 4. The suite from the staging root: a LuaJIT command that puts the staged
