@@ -150,10 +150,7 @@ test('a read_some_into -> write(buf, n) relay compiles without NYI aborts', func
       end
     end
   end
-  jit.flush()
-  jit.opt.start('hotloop=10', 'hotexit=2')
-  jit.attach(recorder, 'trace')
-  local ok, err = pcall(go, function()
+  local ok, err = T.with_trace_events(recorder, go, function()
     local srv, port = T.server(function(c)
       local buf = ffi.new('char[?]', 512)
       while true do
@@ -173,8 +170,6 @@ test('a read_some_into -> write(buf, n) relay compiles without NYI aborts', func
     c:close()
     srv:close()
   end)
-  jit.attach(recorder)
-  jit.opt.start('hotloop=56', 'hotexit=10')
   assert(ok, err)
   assert(compiled > 0, 'the read_some_into -> write loop was not compiled')
   assert(#bad == 0, 'NYI aborts in conn.lua:\n  ' .. table.concat(bad, '\n  '))

@@ -530,10 +530,7 @@ T.test('JIT health: ngx and LuaSocket receive(n) and send compile without NYI ab
       end
     end
   end
-  jit.flush()
-  jit.opt.start('hotloop=10', 'hotexit=2')
-  jit.attach(recorder, 'trace')
-  local ok, err = pcall(T.go, function()
+  local ok, err = T.with_trace_events(recorder, T.go, function()
     local msg = ('m'):rep(64)
     local srv, port = T.server(function(c)
       while true do
@@ -552,8 +549,6 @@ T.test('JIT health: ngx and LuaSocket receive(n) and send compile without NYI ab
     s:close(); l:close()
     srv:close()
   end)
-  jit.attach(recorder)
-  jit.opt.start('hotloop=56', 'hotexit=10')
   assert(ok, err)
   assert(#stopped > 0, 'no trace was compiled')
   assert(#bad == 0, 'NYI aborts:\n  ' .. table.concat(bad, '\n  '))

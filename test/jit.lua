@@ -32,10 +32,7 @@ test('echo hot path compiles without NYI aborts in asio.lua', function()
     end
   end
 
-  jit.flush()
-  jit.opt.start('hotloop=10', 'hotexit=2')
-  jit.attach(recorder, 'trace')
-  local ok, err = pcall(go, function()
+  local ok, err = T.with_trace_events(recorder, go, function()
     local msg = ('m'):rep(64)
     local srv, port = T.server(function(c)
       -- echo in bursts: mostly served by the fast path, sometimes parked
@@ -59,8 +56,6 @@ test('echo hot path compiles without NYI aborts in asio.lua', function()
     c:close()
     srv:close()
   end)
-  jit.attach(recorder)
-  jit.opt.start('hotloop=56', 'hotexit=10')
   assert(ok, err)
 
   assert(#stopped > 0, 'no trace of asio.lua was compiled')
@@ -99,10 +94,7 @@ test('a hot read loop inside an asio.coroutine generator compiles', function()
     end
   end
 
-  jit.flush()
-  jit.opt.start('hotloop=10', 'hotexit=2')
-  jit.attach(recorder, 'trace')
-  local ok, err = pcall(go, function()
+  local ok, err = T.with_trace_events(recorder, go, function()
     local msg = ('m'):rep(64)
     local msg = ('n'):rep(63) .. '\n'
     local srv, port = T.server(function(c)
@@ -130,8 +122,6 @@ test('a hot read loop inside an asio.coroutine generator compiles', function()
     c:close()
     srv:close()
   end)
-  jit.attach(recorder)
-  jit.opt.start('hotloop=56', 'hotexit=10')
   assert(ok, err)
 
   assert(#stopped > 0, 'no trace of asio.lua was compiled')

@@ -470,10 +470,7 @@ T.test('the recvfrom/sendto hot path compiles without NYI aborts in asio/udp.lua
       end
     end
   end
-  jit.flush()
-  jit.opt.start('hotloop=10', 'hotexit=2')
-  jit.attach(recorder, 'trace')
-  local ok, err = pcall(T.go, function()
+  local ok, err = T.with_trace_events(recorder, T.go, function()
     local srv, cli, port = pair()
     local echo = T.spawn(function()
       for _ = 1, 3000 do
@@ -490,8 +487,6 @@ T.test('the recvfrom/sendto hot path compiles without NYI aborts in asio/udp.lua
     srv:close()
     cli:close()
   end)
-  jit.attach(recorder)
-  jit.opt.start('hotloop=56', 'hotexit=10')
   assert(ok, err)
   assert(stopped > 0, 'no trace of asio/udp.lua was compiled')
   assert(#bad == 0, 'NYI aborts in asio/udp.lua:\n  ' .. table.concat(bad, '\n  '))

@@ -138,6 +138,22 @@ function T.fds_down_to(limit, seconds)
   return n
 end
 
+-- Runs fn(...) with `recorder` attached to LuaJIT's trace events and loops
+-- compiling after 10 iterations, from an empty trace cache, then restores
+-- the defaults; returns pcall's results. Side traces are off meanwhile:
+-- LuaJIT 2.1 may crash building the 'abort' event of a side trace that
+-- aborts as it starts (it walks stack frames the exit has not restored,
+-- in lj_trace.c's trace_abort), and these checks need only root traces.
+function T.with_trace_events(recorder, fn, ...)
+  jit.flush()
+  jit.opt.start('hotloop=10', 'hotexit=2', 'maxside=0')
+  jit.attach(recorder, 'trace')
+  local r = { pcall(fn, ...) }
+  jit.attach(recorder)
+  jit.opt.start('hotloop=56', 'hotexit=10', 'maxside=100')
+  return unpack(r, 1, table.maxn(r))
+end
+
 function T.rss_kb()
   if T.windows then return nil end
   local f = io.open('/proc/self/status')
