@@ -44,13 +44,17 @@ run_stage() {
 
 # One apt transaction for everything the stages need (each script would
 # otherwise install its own part).
+# npm (zig for the musl builds) only where no Node.js is installed: a
+# Node.js from elsewhere (NodeSource's) conflicts with Debian's npm.
 install_packages() {
+  npm=""
+  command -v npm >/dev/null 2>&1 || npm=npm
   apt-get update -qq &&
     apt-get install -y -qq --no-install-recommends \
       cmake make g++ gcc libboost-dev luajit libluajit-5.1-dev luarocks dpkg-dev \
       qemu-user g++-arm-linux-gnueabihf g++-aarch64-linux-gnu g++-mipsel-linux-gnu \
       g++-s390x-linux-gnu g++-mingw-w64-x86-64-posix wine64 \
-      gcc-12-multilib libc6-dev-i386 npm >/dev/null
+      gcc-12-multilib libc6-dev-i386 $npm >/dev/null
 }
 if [ "$(id -u)" = 0 ]; then
   run_stage "install packages" install_packages
