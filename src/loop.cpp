@@ -9,8 +9,12 @@
 
 namespace luaasio {
 
+// Only this loop's thread ever touches its sockets; other threads reach it
+// by posting to the io_context, whose queue stays locked. So the reactor's
+// per-socket mutexes are left out: they cost a lock and an unlock each time
+// a wait is queued and each time a readiness event is handled.
 loop::loop()
-    : ctx(1), keep_running(asio::make_work_guard(ctx)), link(std::make_shared<loop_link>()) {
+    : ctx(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO), keep_running(asio::make_work_guard(ctx)), link(std::make_shared<loop_link>()) {
   link->target = this;
 }
 
