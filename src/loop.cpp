@@ -9,8 +9,12 @@
 
 namespace luaasio {
 
+// Only this loop's thread ever touches its sockets; other threads reach it
+// by posting to the io_context, whose queue stays locked. So the reactor's
+// per-socket mutexes are left out: they cost a lock and an unlock each time
+// a wait is queued and each time a readiness event is handled.
 loop::loop()
-    : ctx(1), keep_running(asio::make_work_guard(ctx)), link(std::make_shared<loop_link>()) {
+    : ctx(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO), keep_running(asio::make_work_guard(ctx)), link(std::make_shared<loop_link>()) {
   link->target = this;
 }
 
@@ -32,9 +36,9 @@ loop::~loop() {
 
 namespace {
 // A handle is (index + 1) | generation << index_bits, always > 0.
-constexpr unsigned index_bits = 20;
-constexpr uint32_t index_mask = (1u << index_bits) - 1;
-constexpr uint32_t generation_mask = (1u << (31 - index_bits)) - 1;
+constexpr unsigned index_bits = loop::index_bits;
+constexpr uint32_t index_mask = loop::index_mask;
+constexpr uint32_t generation_mask = loop::generation_mask;
 
 bool split(int32_t handle, uint32_t &index, uint32_t &gen) {
   if (handle <= 0 || (uint32_t(handle) & index_mask) == 0)
@@ -61,16 +65,6 @@ int32_t loop::add(std::shared_ptr<object> obj) {
   live.store(live.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   // Index 0 is never used, so a handle is always > 0.
   return static_cast<int32_t>((index + 1) | ((e.generation & generation_mask) << index_bits));
-}
-
-object *loop::find(int32_t handle, object::kind_t kind) const noexcept {
-  uint32_t index, gen;
-  if (!split(handle, index, gen) || index >= table.size())
-    return nullptr;
-  const entry &e = table[index];
-  if (!e.obj || (e.generation & generation_mask) != gen || e.obj->kind != kind)
-    return nullptr;
-  return e.obj.get();
 }
 
 std::shared_ptr<object> loop::release(int32_t handle) noexcept {

@@ -21,8 +21,24 @@ struct loop {
   // index comes back after at least that many other frees: a stale handle
   // could name a live object only after some two million closes.
   int32_t add(std::shared_ptr<object> obj);
-  object *find(int32_t handle, object::kind_t kind) const noexcept;
   std::shared_ptr<object> release(int32_t handle) noexcept;
+  static constexpr unsigned index_bits = 20;
+  static constexpr uint32_t index_mask = (1u << index_bits) - 1;
+  static constexpr uint32_t generation_mask = (1u << (31 - index_bits)) - 1;
+
+  // Inline: every read, write and wait looks its connection up.
+  object *find(int32_t handle, object::kind_t kind) const noexcept {
+    // A handle is (index + 1) | generation << index_bits, always > 0; an
+    // index part of 0 wraps to an index past any table.
+    uint32_t index = (uint32_t(handle) & index_mask) - 1;
+    if (handle <= 0 || index >= table.size())
+      return nullptr;
+    const entry &e = table[index];
+    if (!e.obj || (e.generation & generation_mask) != uint32_t(handle) >> index_bits ||
+        e.obj->kind != kind)
+      return nullptr;
+    return e.obj.get();
+  }
 
   template <class T> T *get(int32_t handle) const noexcept {
     return static_cast<T *>(find(handle, T::static_kind));

@@ -45,10 +45,13 @@
 
 namespace luaasio {
 
-// A connection's socket, with access to its reactor registration.
-class conn_socket : public stream::socket {
+// A connection's socket, with access to its reactor registration. It is
+// bound to the io_context's own executor rather than the type-erased
+// any_io_executor of stream::socket, which takes 32 more bytes in every
+// connection (see docs/ARCHITECTURE.md, "Memory per idle connection").
+class conn_socket : public asio::basic_stream_socket<stream, asio::io_context::executor_type> {
 public:
-  using base = stream::socket;
+  using base = asio::basic_stream_socket<stream, asio::io_context::executor_type>;
   using base::base;
 #if LUAASIO_DIRECT_READ_WAIT
   asio::detail::reactor::per_descriptor_data &reactor_data() {

@@ -10,7 +10,7 @@ local sched = require 'asio.sched'
 local check = require 'asio.check'
 
 local C, strerror = lib.C, lib.strerror
-local co_yield = coroutine.yield
+local co_yield, co_running = coroutine.yield, coroutine.running
 local ffi_string = ffi.string
 local sub, find, byte, concat = string.sub, string.find, string.byte, table.concat
 local type, tostring, error = type, tostring, error
@@ -19,7 +19,7 @@ local argerr, outside, is_count, check_timeout =
 local must_park, arm, park, next_token, wake_later =
   sched.must_park, sched.arm, sched.park, sched.next_token, sched.wake_later
 local yield_turn = sched.yield_turn
-local th_obj, th_cv, th_cvi, th_tok = S.th_obj, S.th_cv, S.th_cvi, S.th_tok
+local th_obj, th_cv, th_cvi, th_tok, th_co = S.th_obj, S.th_cv, S.th_cvi, S.th_tok, S.th_co
 local PARKED = sched.PARKED
 
 local EAGAIN, ECLOSED = C.LUAASIO_EAGAIN, C.LUAASIO_ECLOSED
@@ -192,7 +192,7 @@ function Conn:read(n)
   if not istype(conn_t, self) then check_conn(self, 'read') end
   if not is_count(n) then argerr(1, 'read', 'non-negative integer', n) end
   if not s then outside('read') end
-  must_park(s, 'read')
+  if co_running() ~= th_co[s] then must_park(s, 'read') end
   local b = S.budget - 1   -- the cooperative budget (asio.sched)
   S.budget = b
   if b <= 0 then yield_turn(s) end
@@ -223,11 +223,17 @@ function Conn:read(n)
   return nil, strerror(r), ''
 end
 
+-- Each blocking method compares the running coroutine itself and calls
+-- must_park only to raise. coroutine.running is a C function, which needs
+-- 20 free stack slots above the frame that calls it; called from
+-- must_park, a third frame above write()'s, it doubled every connection's
+-- coroutine stack (47 to 102 slots, 59 once the collector shrank it):
+-- about 300 bytes per idle connection.
 function Conn:read_some()
   local s = S.current
   if not istype(conn_t, self) then check_conn(self, 'read_some') end
   if not s then outside('read_some') end
-  must_park(s, 'read_some')
+  if co_running() ~= th_co[s] then must_park(s, 'read_some') end
   local b = S.budget - 1   -- the cooperative budget (asio.sched)
   S.budget = b
   if b <= 0 then yield_turn(s) end
@@ -292,7 +298,7 @@ function Conn:read_some_into(buf, size)
   if not p then argerr(1, 'read_some_into', 'pointer or array cdata', buf) end
   if not (is_count(size) and size > 0 and size < 2 ^ 31) then argerr(2, 'read_some_into', 'positive integer', size) end
   if not s then outside('read_some_into') end
-  must_park(s, 'read_some_into')
+  if co_running() ~= th_co[s] then must_park(s, 'read_some_into') end
   local b = S.budget - 1   -- the cooperative budget (asio.sched)
   S.budget = b
   if b <= 0 then yield_turn(s) end
@@ -428,7 +434,7 @@ function Conn:read_until(delim, max, opts)
   if max ~= nil and not (is_count(max) and max > 0) then argerr(2, 'read_until', 'positive integer or nil', max) end
   if opts ~= nil and type(opts) ~= 'table' then argerr(3, 'read_until', 'table or nil', opts) end
   if not s then outside('read_until') end
-  must_park(s, 'read_until')
+  if co_running() ~= th_co[s] then must_park(s, 'read_until') end
   local b = S.budget - 1   -- the cooperative budget (asio.sched)
   S.budget = b
   if b <= 0 then yield_turn(s) end
@@ -440,7 +446,7 @@ function Conn:read_line(max)
   if not istype(conn_t, self) then check_conn(self, 'read_line') end
   if max ~= nil and not (is_count(max) and max > 0) then argerr(1, 'read_line', 'positive integer or nil', max) end
   if not s then outside('read_line') end
-  must_park(s, 'read_line')
+  if co_running() ~= th_co[s] then must_park(s, 'read_line') end
   local b = S.budget - 1   -- the cooperative budget (asio.sched)
   S.budget = b
   if b <= 0 then yield_turn(s) end
@@ -533,7 +539,7 @@ function Conn:write(data, n)
     len = #data
   end
   if not s then outside('write') end
-  must_park(s, 'write')
+  if co_running() ~= th_co[s] then must_park(s, 'write') end
   local b = S.budget - 1   -- the cooperative budget (asio.sched)
   S.budget = b
   if b <= 0 then yield_turn(s) end

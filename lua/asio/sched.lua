@@ -8,7 +8,7 @@ local timers = require 'asio.timers'
 local check = require 'asio.check'
 
 local C, strerror = lib.C, lib.strerror
-local band = bit.band
+local band, rshift = bit.band, bit.rshift
 local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
 local co_running, co_status = coroutine.running, coroutine.status
 local type, tostring, select, error, unpack = type, tostring, select, error, unpack
@@ -18,9 +18,9 @@ local argerr, outside = check.argerr, check.outside
 local ETIMEDOUT = C.LUAASIO_ETIMEDOUT
 local ESTOPPED = C.LUAASIO_ESTOPPED
 local loop, events, MAX_EVENTS = S.loop, S.events, S.MAX_EVENTS
-local th_co, th_seq, th_tok, th_io = S.th_co, S.th_seq, S.th_tok, S.th_io
-local th_dl, th_hidx, th_cv, th_cvi = S.th_dl, S.th_hidx, S.th_cv, S.th_cvi
-local slot_of, heap = S.slot_of, S.heap
+local th_co, th_tok, th_io = S.th_co, S.th_tok, S.th_io
+local th_hidx, th_cv, th_cvi = S.th_hidx, S.th_cv, S.th_cvi
+local slot_of, heap, heap_dl = S.slot_of, S.heap, S.heap_dl
 local SLOT_MASK, SLOT_SEQ, SERVER_BIT = S.SLOT_MASK, S.SLOT_SEQ, S.SERVER_BIT
 local heap_push, heap_remove = timers.push, timers.remove
 
@@ -92,10 +92,14 @@ local function alloc_slot()
 end
 
 -- A fresh token per wait: the slot index plus a sequence number, so that an
--- event from an abandoned operation can never wake a later wait.
+-- event from an abandoned operation can never wake a later wait. A thread
+-- that is not waiting keeps its last sequence number in th_tok as -1 - seq
+-- (negative, so "th_tok[s] < 0" still means "not waiting"): one array less
+-- per light thread.
 function M.next_token(s)
-  local seq = band(th_seq[s] + 1, 0xff)
-  th_seq[s] = seq
+  local t = th_tok[s]
+  local seq = band((t < 0 and -1 - t or rshift(t, 22)) + 1, 0xff)
+  if t < 0 then th_tok[s] = -1 - seq end
   return s + seq * SLOT_SEQ
 end
 local next_token = M.next_token
@@ -148,7 +152,8 @@ end
 local park = M.park
 
 local function unpark(s)
-  th_tok[s] = -1
+  local t = th_tok[s]
+  if t >= 0 then th_tok[s] = -1 - rshift(t, 22) end
   if th_hidx[s] then heap_remove(s) end
   if th_io[s] then th_io[s] = false; S.nio = S.nio - 1 end
 end
@@ -233,7 +238,7 @@ function M.spawn_light_thread(fn, ...)
   end
   local co = co_create(fn)
   local s = alloc_slot()
-  th_co[s], th_seq[s], th_tok[s], th_io[s], th_hidx[s] = co, 0, -1, false, false
+  th_co[s], th_tok[s], th_io[s], th_hidx[s] = co, -1, false, false
   slot_of[co] = s
   S.nthreads = S.nthreads + 1
   resume(s, ...)
@@ -412,7 +417,7 @@ end
 local function expire_timers()
   if S.nheap == 0 then return end
   local now = C.luaasio_now()
-  while S.nheap > 0 and th_dl[heap[1]] <= now do
+  while S.nheap > 0 and heap_dl[1] <= now do
     local s = heap[1]
     unpark(s)
     resume(s, ETIMEDOUT)
@@ -432,7 +437,7 @@ function M.run()
       if ready_head <= ready_tail then
         timeout = 0
       elseif S.nheap > 0 then
-        timeout = th_dl[heap[1]] - C.luaasio_now()
+        timeout = heap_dl[1] - C.luaasio_now()
         if timeout < 0 then timeout = 0 end
       end
       local n = C.luaasio_poll(loop, events, MAX_EVENTS, timeout)

@@ -33,10 +33,9 @@ S.sabuf = ffi.new('char[?]', 128)        -- a sockaddr_storage
 -- entries, which matters with thousands of idle connections on a router.
 S.current = nil            -- slot of the running light thread
 S.th_co = {}               -- slot -> coroutine
-S.th_seq = {}              -- slot -> 8-bit wait counter
-S.th_tok = {}              -- slot -> token waited for, -1 when running
+S.th_tok = {}              -- slot -> token waited for; when not waiting, -1 - the
+                           -- 8-bit sequence of its last token (asio.sched)
 S.th_io = {}               -- slot -> parked on an operation in C
-S.th_dl = {}               -- slot -> deadline (timer heap key)
 S.th_hidx = {}             -- slot -> position in the timer heap
 S.th_cv, S.th_cvi = {}, {} -- slot -> condition waited on, queue position
 S.slot_of = {}             -- coroutine -> slot, while the thread lives
@@ -56,6 +55,7 @@ S.SERVER_BIT = 0x40000000
 S.nio = 0                  -- threads parked on an operation in C
 S.nthreads = 0
 S.heap, S.nheap = {}, 0    -- timer min-heap of slots (asio.timers)
+S.heap_dl = {}             -- heap position -> deadline
 S.servers = {}             -- token -> open server record (asio.server)
 S.nservers = 0
 S.on_accept = nil          -- set by asio.server: called with (record, handle)
