@@ -10,12 +10,13 @@
 // directions with bytes in flight hold one: idle relays cost no
 // descriptors beyond their sockets, and the spares are closed when the
 // thread's last relay ends. Pipes are enlarged to big_pipe (F_SETPIPE_SZ)
-// while the process's enlarged pipes stay within big_pipe_budget: one
-// splice then takes all the socket has queued (a few hundred KiB on a busy
-// stream) instead of 64 KiB, which on loopback cut the CPU per byte by about
-// a third (docs/PROXY.md). The budget keeps the bytes a pipe can hold in
-// flight bounded, and leaves the per-user pipe allowance
-// (fs.pipe-user-pages-soft, 64 MiB by default) to everything else.
+// while the process's enlarged pipes stay within big_pipe_budget: once a
+// socket shows a backlog, one splice takes all it has queued (a few hundred
+// KiB on a busy stream) instead of 64 KiB, which on the proxy benchmark cut
+// the CPU per byte by a fifth to a third when the machine was busy
+// (docs/PROXY.md). The budget keeps the bytes pipes can hold in flight
+// bounded, and leaves the per-user pipe allowance (fs.pipe-user-pages-soft,
+// 64 MiB by default) to everything else.
 #include "loop.hpp"
 #include "relay.hpp"
 
@@ -347,8 +348,12 @@ bool relay::step_splice(int d, int &wait_side, int &wait_dir) {
     last_activity = std::chrono::steady_clock::now();
     return true;
   }
-  // Asks for as much as the pipe holds: the socket's whole queue if it fits.
-  ssize_t n = splice(src.sock.native_handle(), nullptr, x.pipe.wr, nullptr, x.pipe.size,
+  // 64 KiB at first; after a splice that got all it asked for (the socket
+  // has a backlog), as much as the pipe holds. A burst of a few hundred KiB
+  // then starts to leave after its first 64 KiB, while a busy stream moves in
+  // fewer, larger splices.
+  size_t want = x.backlog ? std::max(x.pipe.size, default_pipe) : default_pipe;
+  ssize_t n = splice(src.sock.native_handle(), nullptr, x.pipe.wr, nullptr, want,
                      SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   err = n < 0 ? errno : 0;
   if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
@@ -371,6 +376,7 @@ bool relay::step_splice(int d, int &wait_side, int &wait_dir) {
     ended(d, LUAASIO_EOF);
     return false;
   }
+  x.backlog = size_t(n) == want;
   x.in_pipe = size_t(n);
   last_activity = std::chrono::steady_clock::now();
   return true;

@@ -36,6 +36,7 @@ struct relay final : object, std::enable_shared_from_this<relay> {
       bool big = false; // enlarged with F_SETPIPE_SZ, counted in the budget
     } pipe;
     size_t in_pipe = 0;
+    bool backlog = false; // the last splice from the socket filled its request
   };
 
   void step(int d);
