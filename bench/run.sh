@@ -161,7 +161,12 @@ run_direct() {
 run_proxy() {
   local layout=$1 impl=$2 round=$3 scpu ccpu front mid echo_port result pids
   read -r scpu ccpu <<<"$(layout_cpus "$layout")"
-  front=$(next_port) mid=$(next_port) echo_port=$(next_port)
+  # next_port runs in a subshell here: PORT_SEQ is moved on by hand, or all
+  # three would get the same port, the proxies would fail to listen, and
+  # the REDIRECT would lead straight to the echo server.
+  front=$(next_port) && PORT_SEQ=$front
+  mid=$(next_port) && PORT_SEQ=$mid
+  echo_port=$(next_port) && PORT_SEQ=$echo_port
   iptables -t nat -F OUTPUT
   iptables -t nat -A OUTPUT -s 127.0.0.3 -p tcp -j REDIRECT --to-ports "$front"
   start_server "$ccpu" "proxy-echo" "$echo_port" "$OUT/native_server" echo --port "$echo_port" || return 1
@@ -177,6 +182,11 @@ run_proxy() {
     start_server "$scpu" proxy-front-$impl "$front" "$LUAJIT" examples/proxy_client.lua 127.0.0.1 "$front" 127.0.0.1 "$mid" || return 1
   fi
   pids+=",$SERVER_PID"
+  if [[ ${pids%,*} == "${pids#*,}" ]]; then
+    log "  proxy $impl: both proxies report pid ${pids%,*}; run skipped"
+    stop_servers
+    return 1
+  fi
   if result=$(run_loadgen "$ccpu" 150 stream --conns "$STREAM_CONNS" --bytes "$STREAM_BYTES" --timeout 120 \
     --bind 127.0.0.3 --port "$echo_port" --pid "$pids"); then
     record proxy "$layout" "$impl" "$round" "$result"

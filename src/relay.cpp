@@ -4,10 +4,24 @@
 // sockets, the bytes go through a pipe with splice(2) and never reach user
 // space; elsewhere they pass through a buffer that exists only while it
 // holds bytes not yet written.
+//
+// Pipes (Linux). A direction takes a pipe from its thread's spares when it
+// starts its steps and gives it back as soon as the pipe is empty, so only
+// directions with bytes in flight hold one: idle relays cost no
+// descriptors beyond their sockets, and the spares are closed when the
+// thread's last relay ends. Pipes are enlarged to big_pipe (F_SETPIPE_SZ)
+// while the process's enlarged pipes stay within big_pipe_budget: once a
+// socket shows a backlog, one splice takes all it has queued (a few hundred
+// KiB on a busy stream) instead of 64 KiB, which on the proxy benchmark cut
+// the CPU per byte by a fifth to a third when the machine was busy
+// (docs/PROXY.md). The budget keeps the bytes pipes can hold in flight
+// bounded, and leaves the per-user pipe allowance (fs.pipe-user-pages-soft,
+// 64 MiB by default) to everything else.
 #include "loop.hpp"
 #include "relay.hpp"
 
 #if defined(__linux__)
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <fcntl.h>
@@ -22,6 +36,76 @@ namespace {
 constexpr size_t chunk = 65536;
 // Steps a direction takes in a row before it lets the loop run others.
 constexpr int step_budget = 16;
+
+#if defined(__linux__)
+constexpr size_t big_pipe = 512 * 1024;
+constexpr size_t big_pipe_budget = 16 * 1024 * 1024;
+constexpr size_t default_pipe = 65536;
+// Spare pipes a thread keeps while it runs relays.
+constexpr int spares_max = 8;
+
+std::atomic<size_t> big_pipe_bytes{0};
+
+using pipe_fds = relay::direction::pipe_fds;
+
+void close_pipe(pipe_fds &p) noexcept {
+  if (p.rd >= 0)
+    ::close(p.rd);
+  if (p.wr >= 0)
+    ::close(p.wr);
+  if (p.big)
+    big_pipe_bytes.fetch_sub(p.size, std::memory_order_relaxed);
+  p = pipe_fds();
+}
+
+// The spare pipes of this thread, and how many relays run on it. Relays
+// start, step and end on their loop's thread.
+struct pipe_spares {
+  pipe_fds spare[spares_max];
+  int n = 0;
+  long relays = 0;
+  void trim() noexcept {
+    while (n > 0)
+      close_pipe(spare[--n]);
+  }
+  ~pipe_spares() { trim(); }
+};
+thread_local pipe_spares spares;
+
+bool open_pipe(pipe_fds &p) noexcept {
+  if (spares.n > 0) {
+    p = spares.spare[--spares.n];
+    return true;
+  }
+  int fds[2];
+  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
+    return false;
+  p.rd = fds[0];
+  p.wr = fds[1];
+  p.size = default_pipe;
+  p.big = false;
+  if (big_pipe_bytes.fetch_add(big_pipe, std::memory_order_relaxed) + big_pipe <= big_pipe_budget &&
+      fcntl(p.wr, F_SETPIPE_SZ, int(big_pipe)) >= int(big_pipe)) {
+    p.size = big_pipe;
+    p.big = true;
+  } else {
+    big_pipe_bytes.fetch_sub(big_pipe, std::memory_order_relaxed);
+  }
+  return true;
+}
+
+// Gives back a pipe that holds no bytes; one with bytes left is closed.
+void put_pipe(pipe_fds &p, size_t in_pipe) noexcept {
+  if (p.rd < 0)
+    return;
+  if (in_pipe == 0 && spares.relays > 0 && spares.n < spares_max) {
+    spares.spare[spares.n++] = p;
+    p = pipe_fds();
+  } else {
+    close_pipe(p);
+  }
+}
+#endif
 
 bool is_tcp(conn &c) {
   error_code ec;
@@ -48,7 +132,7 @@ relay::relay(loop &l, std::shared_ptr<conn> a, std::shared_ptr<conn> b, double i
 #if defined(__linux__)
   if (use_splice && is_tcp(*side[0]) && is_tcp(*side[1]))
     for (auto &d : dirs)
-      d.splice = pipe2(d.pipe, O_NONBLOCK | O_CLOEXEC) == 0;
+      d.splice = true;
 #else
   (void)use_splice;
   (void)&is_tcp;
@@ -57,12 +141,25 @@ relay::relay(loop &l, std::shared_ptr<conn> a, std::shared_ptr<conn> b, double i
 
 relay::~relay() {
 #if defined(__linux__)
+  // Normally given back by finish() or close_all(), on the loop's thread.
   for (auto &d : dirs)
-    for (int &fd : d.pipe)
-      if (fd >= 0) {
-        ::close(fd);
-        fd = -1;
-      }
+    close_pipe(d.pipe);
+#endif
+}
+
+// The relay stops: pipes go back (or are closed when they hold bytes), and
+// the thread's spares are closed with its last relay.
+void relay::put_pipes() noexcept {
+#if defined(__linux__)
+  for (auto &d : dirs) {
+    put_pipe(d.pipe, d.in_pipe);
+    d.in_pipe = 0;
+  }
+  if (counted) {
+    counted = false;
+    if (--spares.relays == 0)
+      spares.trim();
+  }
 #endif
 }
 
@@ -74,6 +171,7 @@ void relay::close_all() noexcept {
   cancel_timer();
   for (auto &s : side)
     s->sock.cancel(ec);
+  put_pipes();
 }
 
 void relay::cancel_timer() noexcept {
@@ -86,6 +184,12 @@ void relay::cancel_timer() noexcept {
 
 void relay::start(int32_t s) {
   slot = s;
+#if defined(__linux__)
+  if (dirs[0].splice || dirs[1].splice) {
+    counted = true;
+    ++spares.relays;
+  }
+#endif
   last_activity = std::chrono::steady_clock::now();
   error_code ec;
   // A relay forwards what arrives at once; Nagle would only hold back the
@@ -229,7 +333,7 @@ bool relay::step_splice(int d, int &wait_side, int &wait_dir) {
   }
   int err = 0;
   if (x.in_pipe > 0) {
-    ssize_t n = splice_out(x.pipe[0], dst.sock.native_handle(), x.in_pipe, err);
+    ssize_t n = splice_out(x.pipe.rd, dst.sock.native_handle(), x.in_pipe, err);
     if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
       wait_side = 1 - x.from;
       wait_dir = LUAASIO_WAIT_WRITE;
@@ -244,16 +348,23 @@ bool relay::step_splice(int d, int &wait_side, int &wait_dir) {
     last_activity = std::chrono::steady_clock::now();
     return true;
   }
-  ssize_t n = splice(src.sock.native_handle(), nullptr, x.pipe[1], nullptr, chunk,
+  // 64 KiB at first; after a splice that got all it asked for (the socket
+  // has a backlog), as much as the pipe holds. A burst of a few hundred KiB
+  // then starts to leave after its first 64 KiB, while a busy stream moves in
+  // fewer, larger splices.
+  size_t want = x.backlog ? std::max(x.pipe.size, default_pipe) : default_pipe;
+  ssize_t n = splice(src.sock.native_handle(), nullptr, x.pipe.wr, nullptr, want,
                      SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   err = n < 0 ? errno : 0;
   if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
+    put_pipe(x.pipe, 0); // waiting with nothing in flight: no pipe held
     wait_side = x.from;
     wait_dir = LUAASIO_WAIT_READ;
     return false;
   }
   if (n < 0 && (err == EINVAL || err == ENOSYS) && x.bytes == 0) {
     // This kernel or socket cannot splice: go on with the buffered path.
+    put_pipe(x.pipe, 0);
     x.splice = false;
     return true;
   }
@@ -265,6 +376,7 @@ bool relay::step_splice(int d, int &wait_side, int &wait_dir) {
     ended(d, LUAASIO_EOF);
     return false;
   }
+  x.backlog = size_t(n) == want;
   x.in_pipe = size_t(n);
   last_activity = std::chrono::steady_clock::now();
   return true;
@@ -290,8 +402,14 @@ void relay::step(int d) {
     if (!open || x.end != 1)
       return;
     int wait_side = -1, wait_dir = 0;
-    bool more = x.splice ? step_splice(d, wait_side, wait_dir)
-                         : step_buffered(d, wait_side, wait_dir);
+    bool spliced = x.splice && x.off == x.len;
+#if defined(__linux__)
+    // Out of descriptors for a pipe: this turn copies instead.
+    if (spliced && x.pipe.rd < 0 && !open_pipe(x.pipe))
+      spliced = false;
+#endif
+    bool more = spliced ? step_splice(d, wait_side, wait_dir)
+                        : step_buffered(d, wait_side, wait_dir);
     if (!more) {
       if (wait_side >= 0 && open && x.end == 1)
         wait(d, wait_side, wait_dir);
@@ -299,6 +417,10 @@ void relay::step(int d) {
     }
   }
   // Used up its turn: the other direction and other connections go first.
+#if defined(__linux__)
+  if (x.in_pipe == 0)
+    put_pipe(x.pipe, 0);
+#endif
   x.waiting = true;
   asio::post(owner.ctx, [self = shared_from_this(), d] {
     self->dirs[d].waiting = false;
@@ -312,6 +434,11 @@ void relay::ended(int d, int code) {
   if (x.end != 1)
     return;
   x.end = code;
+#if defined(__linux__)
+  // A pipe with bytes left (a write failed) is closed with them.
+  put_pipe(x.pipe, x.in_pipe);
+  x.in_pipe = 0;
+#endif
   if (code == LUAASIO_EOF) {
     // Half-close: the other side learns that no more bytes come this way,
     // and the opposite direction goes on.
@@ -348,6 +475,7 @@ void relay::finish() {
     x.buf.reset();
     x.off = x.len = 0;
   }
+  put_pipes();
   if (open && slot >= 0) {
     owner.push(slot, LUAASIO_OK, this);
     slot = -1;

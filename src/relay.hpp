@@ -26,10 +26,17 @@ struct relay final : object, std::enable_shared_from_this<relay> {
     // buffer exists only while it holds such bytes.
     std::unique_ptr<char[]> buf;
     size_t off = 0, len = 0;
-    // Splice path (Linux): a pipe and the bytes it holds.
+    // Splice path (Linux). A direction holds a pipe only while bytes sit
+    // in it or while it takes its steps; an empty one goes back to the
+    // thread's spare pipes (see relay.cpp), so idle relays hold none.
     bool splice = false;
-    int pipe[2] = {-1, -1};
+    struct pipe_fds {
+      int rd = -1, wr = -1;
+      size_t size = 0;  // its capacity: how much one splice may move
+      bool big = false; // enlarged with F_SETPIPE_SZ, counted in the budget
+    } pipe;
     size_t in_pipe = 0;
+    bool backlog = false; // the last splice from the socket filled its request
   };
 
   void step(int d);
@@ -41,6 +48,7 @@ struct relay final : object, std::enable_shared_from_this<relay> {
   void arm_timer();
   void cancel_timer() noexcept;
   void finish();
+  void put_pipes() noexcept;
 
   loop &owner;
   std::shared_ptr<conn> side[2];
@@ -51,6 +59,7 @@ struct relay final : object, std::enable_shared_from_this<relay> {
   std::chrono::steady_clock::time_point last_activity;
   int32_t slot = -1;
   bool done = false;
+  bool counted = false; // counted among the thread's running relays
 };
 
 } // namespace luaasio

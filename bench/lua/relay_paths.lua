@@ -1,16 +1,20 @@
 -- asio.relay's two paths side by side, in one process: splice(2) through a
 -- pipe against the buffered copy. A client writes messages of SIZE bytes
--- through a relay to a reader, which waits for each whole message before
--- the next is sent (so SIZE is the burst the relay sees), for at least
--- TOTAL bytes per case. CPU is this process's (client, reader and relay):
--- the client's and reader's share is the same for both paths.
+-- through a relay to a reader, and sends the next once the reader has the
+-- whole message (so SIZE is the burst the relay sees), for at least TOTAL
+-- bytes per case. Writer and reader are separate light threads, so a
+-- message larger than the socket buffers on the way does not deadlock. CPU
+-- is this process's (client, reader and relay): the client's and reader's
+-- share is the same for both paths.
 --
 --   ./test/luajit bench/lua/relay_paths.lua [ROUNDS] [TOTAL_MB]
 local asio = require 'asio'
 
 local ROUNDS = tonumber(arg[1]) or 5
 local TOTAL = (tonumber(arg[2]) or 64) * 1024 * 1024
-local SIZES = os.getenv("SIZES") and loadstring("return {" .. os.getenv("SIZES") .. "}")() or { 512, 4096, 65536, 1048576, 16777216 }
+local SIZES = os.getenv("SIZES") and loadstring("return {" .. os.getenv("SIZES") .. "}")()
+  or { 512, 4096, 16384, 65536, 262144, 1048576, 16777216 }
+io.stdout:setvbuf('line')
 
 local function cpu()
   local f = io.open('/proc/self/stat')
@@ -39,10 +43,19 @@ local function case(size, splice)
   local msg = string.rep('r', size)
   local n = math.max(4, math.floor(TOTAL / size))
   local t0, c0 = asio.now(), cpu()
-  for _ = 1, n do
-    assert(x:write(msg))
+  local received, arrived = 0, asio.cond()
+  local writer = asio.spawn_light_thread(function()
+    for i = 1, n do
+      assert(x:write(msg))
+      while received < i do arrived:wait() end
+    end
+  end)
+  for i = 1, n do
     assert(#assert(y:read(size)) == size)
+    received = i
+    arrived:signal()
   end
+  asio.join(writer)
   local t, c = asio.now() - t0, cpu() - c0
   x:shutdown(); y:shutdown()
   asio.join(relay)
