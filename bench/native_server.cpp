@@ -2,10 +2,12 @@
 //
 //   native_server echo     [--port P] [--buf 65536]   echo whatever arrives
 //   native_server pingpong [--port P]                 read 5 bytes, reply them + "-pong", close
-//   native_server forward  [--port P] --target HOST:PORT [--buf 65536] [--splice 1]
+//   native_server forward  [--port P] --target HOST:PORT [--buf 65536] [--splice 1] [--pipe 0]
 //                                                     relay both ways, passing half-closes on;
 //                                                     with --splice 1 through a pipe per
-//                                                     direction with splice(2), zero copy
+//                                                     direction with splice(2), zero copy;
+//                                                     --pipe N (N > 0) sets the pipes' size
+//                                                     (F_SETPIPE_SZ) and splices up to N bytes
 //
 // Listens on 127.0.0.1 (port 0 picks a free one) and prints "PORT <n>" once listening.
 // Each echo connection owns a --buf byte buffer (64 KiB by default; a forward
@@ -124,7 +126,8 @@ private:
 // SIGPIPE is ignored process-wide (this program runs nothing else).
 class SpliceTunnel : public std::enable_shared_from_this<SpliceTunnel> {
 public:
-  explicit SpliceTunnel(tcp::socket down) : down_(std::move(down)), up_(down_.get_executor()) {}
+  SpliceTunnel(tcp::socket down, std::size_t pipe_size)
+      : down_(std::move(down)), up_(down_.get_executor()), pipe_size_(pipe_size) {}
   ~SpliceTunnel() {
     for (auto &d : dirs_)
       for (int fd : d.pipe)
@@ -135,7 +138,9 @@ public:
     up_.async_connect(target, [self = shared_from_this()](error_code ec) {
       if (ec) return self->abort();
       for (auto &d : self->dirs_)
-        if (pipe2(d.pipe, O_NONBLOCK | O_CLOEXEC) != 0) return self->abort();
+        if (pipe2(d.pipe, O_NONBLOCK | O_CLOEXEC) != 0 ||
+            (self->pipe_size_ > 0 && fcntl(d.pipe[1], F_SETPIPE_SZ, int(self->pipe_size_)) < 0))
+          return self->abort();
       self->down_.non_blocking(true, ec);
       self->up_.non_blocking(true, ec);
       self->dirs_[0].from = &self->down_;
@@ -165,7 +170,7 @@ private:
         d.in_pipe -= size_t(n);
         continue;
       }
-      ssize_t n = splice(d.from->native_handle(), nullptr, d.pipe[1], nullptr, 65536,
+      ssize_t n = splice(d.from->native_handle(), nullptr, d.pipe[1], nullptr, pipe_size_ > 0 ? pipe_size_ : 65536,
                          SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n < 0 && errno == EAGAIN) return wait(i, *d.from, tcp::socket::wait_read);
       if (n < 0) return abort();
@@ -192,6 +197,7 @@ private:
   }
 
   tcp::socket down_, up_;
+  std::size_t pipe_size_;
   std::array<Dir, 2> dirs_;
 };
 
@@ -212,12 +218,14 @@ int main(int argc, char **argv) {
   unsigned short port = 0;
   std::size_t buf = 64 * 1024;
   bool use_splice = false;
+  std::size_t pipe_size = 0;
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string key = argv[i], val = argv[i + 1];
     if (key == "--port") port = static_cast<unsigned short>(std::stoi(val));
     else if (key == "--buf") buf = std::stoul(val);
     else if (key == "--target") target_arg = val;
     else if (key == "--splice") use_splice = val == "1";
+    else if (key == "--pipe") pipe_size = std::stoul(val);
     else { std::cerr << "native_server: unknown option " << key << "\n"; return 2; }
   }
   if (mode != "echo" && mode != "pingpong" && mode != "forward") {
@@ -259,7 +267,7 @@ int main(int argc, char **argv) {
         } else if (mode == "pingpong") {
           std::make_shared<PingSession>(std::move(sock))->start();
         } else if (use_splice) {
-          std::make_shared<SpliceTunnel>(std::move(sock))->start(target);
+          std::make_shared<SpliceTunnel>(std::move(sock), pipe_size)->start(target);
         } else {
           std::make_shared<Tunnel>(std::move(sock), buf)->start(target);
         }

@@ -10,8 +10,9 @@
 # Tunables (environment): ROUNDS, SECONDS_RUN, WARMUP, ECHO_CONNS, ECHO_SIZE,
 # PP_CONNS, STREAM_BYTES, STREAM_CONNS, IDLE_CONNS, IDLE_ROUNDS, IDLE_SETTLE,
 # INPROC_SECONDS, INPROC_ROUNDS, MODES, LAYOUTS, CPU_SERVER, CPU_CLIENT,
-# NATIVE_FORWARD (splice or copy: the native proxy baseline), RELAY_SPLICE
-# (0: the LuaAsio proxies relay through a buffer instead of splice).
+# NATIVE_FORWARD (splice or copy: the native proxy baseline), NATIVE_PIPE
+# (bytes: the splicing forwarders' pipe size, default the system's 64 KiB),
+# RELAY_SPLICE (0: the LuaAsio proxies relay through a buffer instead of splice).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -173,9 +174,9 @@ run_proxy() {
   if [[ $impl == native ]]; then
     local splice=0
     [[ $NATIVE_FORWARD == splice ]] && splice=1
-    start_server "$scpu" proxy-mid-$impl "$mid" "$OUT/native_server" forward --port "$mid" --target "127.0.0.1:$echo_port" --splice $splice || return 1
+    start_server "$scpu" proxy-mid-$impl "$mid" "$OUT/native_server" forward --port "$mid" --target "127.0.0.1:$echo_port" --splice $splice --pipe "${NATIVE_PIPE:-0}" || return 1
     pids=$SERVER_PID
-    start_server "$scpu" proxy-front-$impl "$front" "$OUT/native_server" forward --port "$front" --target "127.0.0.1:$mid" --splice $splice || return 1
+    start_server "$scpu" proxy-front-$impl "$front" "$OUT/native_server" forward --port "$front" --target "127.0.0.1:$mid" --splice $splice --pipe "${NATIVE_PIPE:-0}" || return 1
   else
     start_server "$scpu" proxy-mid-$impl "$mid" "$LUAJIT" examples/proxy_server.lua 127.0.0.1 "$mid" || return 1
     pids=$SERVER_PID
