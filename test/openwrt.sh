@@ -142,37 +142,34 @@ stage_done install
 
 # 3. Finding the library the way a router does.
 lj=${LUAJIT:-luajit}
+# Prints the path of PROBE_LIB.so as mapped into a LuaJIT that required
+# asio (and, for the TLS library, called asio.tls_available(), which loads
+# it).
 probe='
+local name = os.getenv("PROBE_LIB")
 local ok, asio = pcall(require, "asio")
 if not ok then io.write("require failed: ", tostring(asio)) os.exit(1) end
+if name == "libluaasio_tls" then
+  local ok, why = asio.tls_available()
+  if not ok then io.write("tls not available: ", tostring(why)) os.exit(1) end
+end
 for line in io.lines("/proc/self/maps") do
-  local p = line:match("(/%S*libluaasio%.so)$")
+  local p = line:match("(/%S*" .. name .. "%.so)$")
   if p then io.write(p) os.exit(0) end
 end
-io.write("libluaasio.so is not mapped") os.exit(1)'
+io.write(name, ".so is not mapped") os.exit(1)'
 lookup() {
-  cpath=$1
-  got=$(cd "$work" && env -u LUAASIO_LIB LUA_PATH="./?.lua;$root/usr/share/lua/?.lua;$root/usr/share/lua/?/init.lua" \
-    LUA_CPATH="$cpath" $lj -e "$probe") || { say "lookup with cpath $cpath: $got"; exit 1; }
-  [ "$got" = "$root/usr/lib/lua/libluaasio.so" ] || { say "lookup with cpath $cpath loaded $got"; exit 1; }
-  say "cpath $cpath -> $got"
+  name=$1 cpath=$2
+  got=$(cd "$work" && env -u LUAASIO_LIB PROBE_LIB="$name" \
+    LUA_PATH="./?.lua;$root/usr/share/lua/?.lua;$root/usr/share/lua/?/init.lua" \
+    LUA_CPATH="$cpath" $lj -e "$probe") || { say "$name with cpath $cpath: $got"; exit 1; }
+  [ "$got" = "$root/usr/lib/lua/$name.so" ] || { say "$name with cpath $cpath loaded $got"; exit 1; }
+  say "$name, cpath $cpath -> $got"
 }
-lookup "./?.so;$root/usr/lib/lua/?.so"
-lookup "./?.so"
+lookup libluaasio "./?.so;$root/usr/lib/lua/?.so"
+lookup libluaasio "./?.so"
 # The TLS library of a luaasio-tls-* package, installed over the base.
-tprobe='
-local asio = require("asio")
-local ok, why = asio.tls_available()
-if not ok then io.write("tls not available: ", tostring(why)) os.exit(1) end
-for line in io.lines("/proc/self/maps") do
-  local p = line:match("(/%S*libluaasio_tls%.so)$")
-  if p then io.write(p) os.exit(0) end
-end
-io.write("libluaasio_tls.so is not mapped") os.exit(1)'
-got=$(cd "$work" && env -u LUAASIO_LIB LUA_PATH="$root/usr/share/lua/?.lua" LUA_CPATH="./?.so;$root/usr/lib/lua/?.so" \
-  $lj -e "$tprobe") || { say "TLS lookup: $got"; exit 1; }
-[ "$got" = "$root/usr/lib/lua/libluaasio_tls.so" ] || { say "TLS lookup loaded $got"; exit 1; }
-say "asio.tls_available() -> $got"
+lookup libluaasio_tls "./?.so;$root/usr/lib/lua/?.so"
 stage_done lookup
 
 # 4. The suite from the staging root: a LuaJIT command that puts the staged
