@@ -34,21 +34,6 @@ loop::~loop() {
   table.clear();
 }
 
-namespace {
-// A handle is (index + 1) | generation << index_bits, always > 0.
-constexpr unsigned index_bits = loop::index_bits;
-constexpr uint32_t index_mask = loop::index_mask;
-constexpr uint32_t generation_mask = loop::generation_mask;
-
-bool split(int32_t handle, uint32_t &index, uint32_t &gen) {
-  if (handle <= 0 || (uint32_t(handle) & index_mask) == 0)
-    return false;
-  index = (uint32_t(handle) & index_mask) - 1;
-  gen = uint32_t(handle) >> index_bits;
-  return true;
-}
-} // namespace
-
 int32_t loop::add(std::shared_ptr<object> obj) {
   uint32_t index;
   if (free_indexes.size() >= min_free || (!free_indexes.empty() && table.size() >= index_mask)) {
@@ -68,17 +53,15 @@ int32_t loop::add(std::shared_ptr<object> obj) {
 }
 
 std::shared_ptr<object> loop::release(int32_t handle) noexcept {
-  uint32_t index, gen;
-  if (!split(handle, index, gen) || index >= table.size())
+  size_t index = index_of(handle);
+  if (index == table.size())
     return nullptr;
   entry &e = table[index];
-  if (!e.obj || (e.generation & generation_mask) != gen)
-    return nullptr;
   std::shared_ptr<object> obj = std::move(e.obj);
   e.generation++;
   live.store(live.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   try {
-    free_indexes.push_back(index);
+    free_indexes.push_back(static_cast<uint32_t>(index));
   } catch (...) {
     // The index is lost for reuse; the handle is still invalidated.
   }

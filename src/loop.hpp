@@ -26,18 +26,26 @@ struct loop {
   static constexpr uint32_t index_mask = (1u << index_bits) - 1;
   static constexpr uint32_t generation_mask = (1u << (31 - index_bits)) - 1;
 
-  // Inline: every read, write and wait looks its connection up.
-  object *find(int32_t handle, object::kind_t kind) const noexcept {
-    // A handle is (index + 1) | generation << index_bits, always > 0; an
-    // index part of 0 wraps to an index past any table.
+  // The table index of a live handle, or table.size() when the handle is
+  // malformed or stale. A handle is (index + 1) | generation << index_bits,
+  // always > 0; an index part of 0 wraps to an index past any table.
+  size_t index_of(int32_t handle) const noexcept {
     uint32_t index = (uint32_t(handle) & index_mask) - 1;
     if (handle <= 0 || index >= table.size())
-      return nullptr;
+      return table.size();
     const entry &e = table[index];
-    if (!e.obj || (e.generation & generation_mask) != uint32_t(handle) >> index_bits ||
-        e.obj->kind != kind)
+    if (!e.obj || (e.generation & generation_mask) != uint32_t(handle) >> index_bits)
+      return table.size();
+    return index;
+  }
+
+  // Inline: every read, write and wait looks its connection up.
+  object *find(int32_t handle, object::kind_t kind) const noexcept {
+    size_t index = index_of(handle);
+    if (index == table.size())
       return nullptr;
-    return e.obj.get();
+    object *obj = table[index].obj.get();
+    return obj->kind == kind ? obj : nullptr;
   }
 
   template <class T> T *get(int32_t handle) const noexcept {
