@@ -22,6 +22,7 @@ local th_co, th_tok, th_io = S.th_co, S.th_tok, S.th_io
 local th_hidx, th_cv, th_cvi = S.th_hidx, S.th_cv, S.th_cvi
 local slot_of, heap, heap_dl = S.slot_of, S.heap, S.heap_dl
 local SLOT_MASK, SLOT_SEQ, SERVER_BIT = S.SLOT_MASK, S.SLOT_SEQ, S.SERVER_BIT
+local SEQ_SHIFT = S.SLOT_SEQ_SHIFT
 local heap_push, heap_remove = timers.push, timers.remove
 
 local joiners_of = {}          -- coroutine -> slots waiting in join()
@@ -98,7 +99,7 @@ end
 -- per light thread.
 function M.next_token(s)
   local t = th_tok[s]
-  local seq = band((t < 0 and -1 - t or rshift(t, 22)) + 1, 0xff)
+  local seq = band((t < 0 and -1 - t or rshift(t, SEQ_SHIFT)) + 1, 0xff)
   if t < 0 then th_tok[s] = -1 - seq end
   return s + seq * SLOT_SEQ
 end
@@ -153,7 +154,7 @@ local park = M.park
 
 local function unpark(s)
   local t = th_tok[s]
-  if t >= 0 then th_tok[s] = -1 - rshift(t, 22) end
+  if t >= 0 then th_tok[s] = -1 - rshift(t, SEQ_SHIFT) end
   if th_hidx[s] then heap_remove(s) end
   if th_io[s] then th_io[s] = false; S.nio = S.nio - 1 end
 end

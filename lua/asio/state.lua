@@ -49,7 +49,8 @@ S.budget = 0
 -- Tokens: 22 bits of slot index, 8 bits of wait sequence; accept events
 -- carry tokens with SERVER_BIT set.
 S.SLOT_MASK = 0x3fffff
-S.SLOT_SEQ = 0x400000
+S.SLOT_SEQ_SHIFT = 22
+S.SLOT_SEQ = 2 ^ S.SLOT_SEQ_SHIFT
 S.SERVER_BIT = 0x40000000
 
 S.nio = 0                  -- threads parked on an operation in C
