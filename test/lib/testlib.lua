@@ -58,6 +58,9 @@ function T.go(fn, limit)
   limit = limit or 30
   local done, ok, err = false, nil, nil
   local cv = asio.cond()
+  -- What was already pending (left by an earlier test that failed) is not
+  -- waited for again: it would cost every later test the whole 2 s.
+  local s0 = asio.stats()
   asio.spawn_light_thread(function()
     local waited, werr = pcall(cv.wait, cv, limit)
     if not waited then err = 'watchdog failed: ' .. tostring(werr) end
@@ -66,7 +69,11 @@ function T.go(fn, limit)
     -- would keep run() going for ever, so stop and let the leak check speak.
     for _ = 1, 200 do
       local s = asio.stats()
-      if s.waiting_io == 0 and s.servers == 0 and s.timers == 0 then return end
+      if s.waiting_io <= s0.waiting_io and s.servers <= s0.servers and s.timers <= s0.timers then
+        -- run() ends by itself once nothing is pending; otherwise end it here.
+        if s.waiting_io + s.servers + s.timers > 0 then asio.stop() end
+        return
+      end
       asio.sleep(0.01)
     end
     asio.stop()
@@ -185,7 +192,9 @@ function T.run(filter)
       collectgarbage()
       collectgarbage()
       local s = asio.stats()
-      if ok and (s.objects > s0.objects or s.threads > s0.threads or s.servers > s0.servers) then
+      -- A test that skips half-way must not leave anything behind either.
+      local skip = not ok and type(err) == 'table' and err[SKIP]
+      if (ok or skip) and (s.objects > s0.objects or s.threads > s0.threads or s.servers > s0.servers) then
         ok, err = false, ('left behind %d objects, %d light threads, %d servers'):format(
           s.objects - s0.objects, s.threads - s0.threads, s.servers - s0.servers)
       end
