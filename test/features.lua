@@ -445,17 +445,13 @@ test('resolve: localhost comes from /etc/hosts', function()
   end)
 end)
 
-test('resolve: {family=} keeps only IPv4 or only IPv6 addresses', function()
+test("resolve: {family='inet'} keeps only IPv4 addresses", function()
   go(function()
     local v4 = truthy(asio.resolve('localhost', { family = 'inet' }), 'inet answer')
     for _, ip in ipairs(v4) do eq(ip:find(':', 1, true), nil, 'IPv4 address ' .. ip) end
     truthy(contains(v4, '127.0.0.1'), '127.0.0.1 in the inet answer')
-    local v6, err = asio.resolve('localhost', { family = 'inet6' })
-    if v6 then
-      for _, ip in ipairs(v6) do truthy(ip:find(':', 1, true), 'IPv6 address ' .. ip) end
-    else
-      eq(err, 'name not resolved', 'inet6 error (no IPv6 entry for localhost)')
-    end
+    -- (IPv6 answers, and names found nowhere, are checked in 'hardening',
+    -- against a hosts file of its own: here they could reach a name server.)
     -- An IPv6 literal asked for as IPv4 has no answer.
     eq(select(2, asio.resolve('::1', { family = 'inet' })), 'name not resolved', '::1 as inet')
   end)
@@ -470,20 +466,6 @@ test('resolve: IP literals resolve to themselves', function()
   end)
 end)
 
-test("resolve: an unresolvable name gives nil, 'name not resolved'", function()
-  local name = 'no-such-host.invalid'
-  if #hosts_entries(name) > 0 then T.skip('/etc/hosts defines ' .. name) end
-  go(function()
-    local list, err = asio.resolve(name, { timeout = 5 })
-    if err == 'timeout' then T.skip('the system resolver did not answer within 5 s') end
-    eq(list, nil, 'list')
-    eq(err, 'name not resolved', 'error')
-    list, err = asio.resolve('')
-    eq(list, nil, 'empty name')
-    eq(err, 'name not resolved', 'empty name error')
-  end)
-end)
-
 test('resolve: asio.connect(name, port) resolves the name', function()
   go(function(own)
     local srv = own(assert(asio.server('localhost', 0, function(conn)
@@ -495,20 +477,6 @@ test('resolve: asio.connect(name, port) resolves the name', function()
     eq(port, srv:port(), 'remote port')
     eq(c:read(2), 'hi', 'greeting')
     c:close(); srv:close()
-  end)
-end)
-
-test('resolve: connecting to an unresolvable name fails cleanly', function()
-  local name = 'no-such-host.invalid'
-  if #hosts_entries(name) > 0 then T.skip('/etc/hosts defines ' .. name) end
-  go(function()
-    -- Make sure the name really does not resolve before connecting to it.
-    local list, rerr = asio.resolve(name, { timeout = 5 })
-    if list then T.skip(name .. ' resolves here; not connecting to it') end
-    if rerr == 'timeout' then T.skip('the system resolver did not answer within 5 s') end
-    local c, err = asio.connect(name, 80, { timeout = 5 })
-    eq(c, nil, 'connection')
-    eq(err, 'name not resolved', 'error')
   end)
 end)
 

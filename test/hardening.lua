@@ -186,6 +186,65 @@ test('a lookup that hangs delays no other lookup, and does not hold up exit', fu
     end)
 end)
 
+-- Names are looked up in /etc/hosts alone here (nsswitch.conf), and the
+-- name server the namespace lists is the silent 10.77.0.2: these answers
+-- come from files the test wrote, and no query leaves the machine.
+local HOSTS_ONLY = {
+  hosts = '127.0.0.1 localhost\n::1 localhost\n',
+  ['nsswitch.conf'] = 'hosts: files\n',
+  ['resolv.conf'] = 'nameserver 10.77.0.2\noptions timeout:1 attempts:1\n',
+}
+
+test("resolve: a name that is nowhere → nil, 'name not resolved' from resolve and connect", function()
+  with_silent_netns(HOSTS_ONLY, function(ns)
+    local out = run_script([[
+      local asio = require 'asio'
+      asio.spawn_light_thread(function()
+        local t0 = asio.now()
+        local r, err = asio.resolve('no-such-host.invalid', { timeout = 5 })
+        print(('resolve %s %s'):format(tostring(r), tostring(err)))
+        local c, cerr = asio.connect('no-such-host.invalid', 80, { timeout = 5 })
+        print(('connect %s %s'):format(tostring(c), tostring(cerr)))
+        r, err = asio.resolve('')
+        print(('empty %s %s'):format(tostring(r), tostring(err)))
+        print(('took %.2f'):format(asio.now() - t0))
+      end)
+      asio.run()
+    ]], ns)
+    assert(out:find('resolve nil name not resolved', 1, true), out)
+    assert(out:find('connect nil name not resolved', 1, true), out)
+    assert(out:find('empty nil name not resolved', 1, true), out)
+    -- Every answer came from the hosts file, none from a timeout.
+    local took = tonumber(out:match('took ([%d.]+)'))
+    assert(took and took < 1, out)
+  end)
+end)
+
+test('resolve: {family=} gives exactly the IPv4 or the IPv6 addresses of a name', function()
+  with_silent_netns(HOSTS_ONLY, function(ns)
+    local out = run_script([[
+      local asio = require 'asio'
+      asio.spawn_light_thread(function()
+        local function show(what, list, err)
+          if list then table.sort(list) end
+          print(('%s %s'):format(what, list and table.concat(list, ',') or 'nil ' .. tostring(err)))
+        end
+        show('any', asio.resolve('localhost'))
+        show('inet', asio.resolve('localhost', { family = 'inet' }))
+        show('inet6', asio.resolve('localhost', { family = 'inet6' }))
+        show('v6-as-inet', asio.resolve('::1', { family = 'inet' }))
+        show('v4-as-inet6', asio.resolve('127.0.0.1', { family = 'inet6' }))
+      end)
+      asio.run()
+    ]], ns)
+    assert(out:find('any 127.0.0.1,::1\n', 1, true), out)
+    assert(out:find('inet 127.0.0.1\n', 1, true), out)
+    assert(out:find('inet6 ::1\n', 1, true), out)
+    assert(out:find('v6-as-inet nil name not resolved\n', 1, true), out)
+    assert(out:find('v4-as-inet6 nil name not resolved\n', 1, true), out)
+  end)
+end)
+
 test('connect tries every address after a kernel connect timeout', function()
   with_silent_netns({ hosts = '127.0.0.1 localhost\n10.77.0.2 two.test\n10.77.0.3 two.test\n' },
     function(ns)
