@@ -151,7 +151,10 @@ int32_t luaasio_connect(luaasio_loop *loop, int32_t slot, const char *ip, int po
 int32_t luaasio_connect_unix(luaasio_loop *loop, int32_t slot, const char *path);
 
 /* Reads up to `cap` bytes that have already arrived: > 0 bytes, or
- * LUAASIO_EAGAIN, LUAASIO_EOF, or another error. */
+ * LUAASIO_EAGAIN, LUAASIO_EOF, or another error. Where the read wait is
+ * cheap after EAGAIN, a TCP read of fewer than `cap` bytes that left the
+ * socket empty also starts the read wait (see
+ * luaasio_conn_read_wait_queued), so the next read can wait at once. */
 int luaasio_conn_read(luaasio_loop *loop, int32_t conn, char *buf, int cap);
 /* Sends from data[offset .. offset+len): bytes taken by the kernel (> 0),
  * or LUAASIO_EAGAIN, or an error. `data` is read only during the call. */
@@ -165,6 +168,10 @@ int luaasio_conn_wait(luaasio_loop *loop, int32_t conn, int dir, int32_t slot);
  * LUAASIO_EAGAIN (epoll: it then costs no system call); 0 if arming it at
  * once costs no more than that read. Either way the wait is correct. */
 int luaasio_read_wait_cheap_after_eagain(void);
+/* 1 if a read wait is in flight on the connection (whatever its slot), 0
+ * if not: after a read that came back short, the next read may then wait
+ * at once, since no readiness report has reached that wait yet. */
+int luaasio_conn_read_wait_queued(luaasio_loop *loop, int32_t conn);
 /* Detaches the slot from a wait in flight: it will report nothing. */
 int luaasio_conn_unwait(luaasio_loop *loop, int32_t conn, int dir);
 int luaasio_conn_shutdown(luaasio_loop *loop, int32_t conn, int how);

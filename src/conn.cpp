@@ -9,7 +9,18 @@
 
 #if defined(__linux__)
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#endif
+#if LUAASIO_DIRECT_READ_WAIT
+#include <sys/epoll.h>
+#ifndef TCP_INQ
+#define TCP_INQ 36
+#endif
+#ifndef TCP_CM_INQ
+#define TCP_CM_INQ TCP_INQ
+#endif
 #endif
 
 namespace luaasio {
@@ -67,20 +78,26 @@ void read_wait_op::complete(void *owner, asio::detail::operation *base, const er
 }
 #endif
 
+#if LUAASIO_DIRECT_READ_WAIT
+void conn::queue_read_wait() {
+  read_wait.holder = shared_from_this();
+  read_wait.armed = false;
+  read_wait.ec_ = error_code();
+  if (!owner.reactor)
+    owner.reactor = &asio::use_service<asio::detail::reactor>(owner.ctx);
+  auto &reactor = *static_cast<asio::detail::reactor *>(owner.reactor);
+  reactor.start_op(asio::detail::reactor::read_op, sock.native_handle(), sock.reactor_data(),
+                   &read_wait, false, true);
+  waiting[LUAASIO_WAIT_READ] = true;
+}
+#endif
+
 void conn::start_wait(int dir) {
   // waiting[dir] is set only once the wait is really queued: if starting it
   // throws, the next luaasio_conn_wait starts one again.
 #if LUAASIO_DIRECT_READ_WAIT
   if (dir == LUAASIO_WAIT_READ && eagain_at == owner.runs) {
-    read_wait.holder = shared_from_this();
-    read_wait.armed = false;
-    read_wait.ec_ = error_code();
-    if (!owner.reactor)
-      owner.reactor = &asio::use_service<asio::detail::reactor>(owner.ctx);
-    auto &reactor = *static_cast<asio::detail::reactor *>(owner.reactor);
-    reactor.start_op(asio::detail::reactor::read_op, sock.native_handle(), sock.reactor_data(),
-                     &read_wait, false, true);
-    waiting[dir] = true;
+    queue_read_wait();
     return;
   }
 #endif
@@ -100,7 +117,8 @@ void conn::start_wait(int dir) {
 void prepare_socket(conn &c, int family) {
   error_code ec;
   c.sock.non_blocking(true, ec);
-  c.nodelay_pending = family == AF_INET || family == AF_INET6;
+  c.tcp = family == AF_INET || family == AF_INET6;
+  c.nodelay_pending = c.tcp;
 }
 
 static int32_t start_connect(loop *l, int32_t slot, const stream::endpoint &ep) {
@@ -139,6 +157,74 @@ static int32_t start_connect(loop *l, int32_t slot, const stream::endpoint &ep) 
   guard.armed = false;
   return h;
 }
+
+#if LUAASIO_DIRECT_READ_WAIT
+// A read that leaves the socket empty lets the read wait Lua arms next be
+// queued at once, in the same call: the next read then waits instead of
+// spending a recv on EAGAIN, as a read after EAGAIN does (invariant 3 in
+// reactor_wait.hpp). A short read alone does not prove the socket empty:
+// the same read may have taken the peer's FIN (the next read gives EOF)
+// or bytes that arrived together with a reset (the next read gives the
+// error), and whose readiness report was consumed before the read. TCP_INQ
+// (Linux 4.18) makes recvmsg report the bytes still queued, or 1 once a FIN
+// has arrived; a reset shows in the events of the last report the reactor
+// consumed for the socket (EPOLLERR, EPOLLHUP), since every report after a
+// reset carries them. A reset not yet reported completes the wait.
+static void enable_inq(conn &c) {
+  c.inq_tried = true;
+  int one = 1;
+  c.read_inq = ::setsockopt(c.sock.native_handle(), IPPROTO_TCP, TCP_INQ, &one, sizeof one) == 0;
+}
+
+static_assert(std::is_base_of<asio::detail::scheduler_operation,
+                              asio::detail::epoll_reactor::descriptor_state>::value,
+              "epoll_reactor::descriptor_state changed: build with LUAASIO_PORTABLE_WAIT");
+
+// The events of the last readiness report the reactor took from epoll for
+// a descriptor: the reactor keeps them in the descriptor's operation base.
+struct last_report : asio::detail::scheduler_operation {
+  static unsigned events(asio::detail::epoll_reactor::per_descriptor_data d) {
+    // A C-style cast reaches the private base; the member pointer, formed
+    // in a derived class, the protected member.
+    auto *op = (const asio::detail::scheduler_operation *)d;
+    return op->*(&last_report::task_result_);
+  }
+};
+
+static int read_with_inq(loop &l, conn &c, char *buf, int cap) {
+  iovec iov{buf, size_t(cap)};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n = ::recvmsg(c.sock.native_handle(), &msg, 0);
+  if (n <= 0) {
+    int rc = n == 0 ? LUAASIO_EOF : sys_error(errno);
+    c.eagain_at = rc == LUAASIO_EAGAIN ? l.runs : 0;
+    return rc;
+  }
+  c.eagain_at = 0;
+  // Lua waits without reading again only after a short read.
+  if (n < cap && !c.waiting[LUAASIO_WAIT_READ]) {
+    int inq = -1;
+    for (cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+      if (cm->cmsg_level == IPPROTO_TCP && cm->cmsg_type == TCP_CM_INQ &&
+          cm->cmsg_len >= CMSG_LEN(sizeof inq))
+        std::memcpy(&inq, CMSG_DATA(cm), sizeof inq);
+    auto reg = c.sock.reactor_data();
+    if (inq == 0 && reg && (last_report::events(reg) & (EPOLLERR | EPOLLHUP | EPOLLPRI)) == 0) {
+      // If queueing throws, Lua's wait starts one with async_wait.
+      try {
+        c.queue_read_wait();
+      } catch (...) {
+      }
+    }
+  }
+  return static_cast<int>(n);
+}
+#endif
 
 } // namespace luaasio
 
@@ -187,8 +273,18 @@ LUAASIO_EXPORT int luaasio_conn_read(luaasio_loop *l, int32_t h, char *buf, int 
 #if defined(__linux__)
   // recv() itself: the socket is non-blocking, and Boost's read_some adds
   // only error-code bookkeeping around the same call.
+#if LUAASIO_DIRECT_READ_WAIT
+  if (c->read_inq)
+    return read_with_inq(*l, *c, buf, cap);
+#endif
   ssize_t n = ::recv(c->sock.native_handle(), buf, size_t(cap), 0);
   int rc = n > 0 ? static_cast<int>(n) : n == 0 ? LUAASIO_EOF : sys_error(errno);
+#if LUAASIO_DIRECT_READ_WAIT
+  // A connection that reads short (a reply, a request) is one that waits
+  // between reads: from now on its reads tell whether it was emptied.
+  if (rc > 0 && rc < cap && c->tcp && !c->inq_tried)
+    enable_inq(*c);
+#endif
 #else
   error_code ec;
   size_t n = c->sock.read_some(asio::buffer(buf, size_t(cap)), ec);
@@ -243,6 +339,15 @@ LUAASIO_EXPORT int luaasio_conn_wait(luaasio_loop *l, int32_t h, int dir, int32_
 }
 
 LUAASIO_EXPORT int luaasio_read_wait_cheap_after_eagain(void) { return LUAASIO_DIRECT_READ_WAIT; }
+
+LUAASIO_EXPORT int luaasio_conn_read_wait_queued(luaasio_loop *l, int32_t h) {
+  if (!l)
+    return LUAASIO_EINVAL;
+  conn *c = l->get<conn>(h);
+  if (!c)
+    return LUAASIO_EBADF;
+  return c->waiting[LUAASIO_WAIT_READ] ? 1 : 0;
+}
 
 LUAASIO_EXPORT int luaasio_conn_unwait(luaasio_loop *l, int32_t h, int dir) {
   if (!l || (dir != LUAASIO_WAIT_READ && dir != LUAASIO_WAIT_WRITE))

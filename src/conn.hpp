@@ -10,6 +10,11 @@ struct conn final : object, std::enable_shared_from_this<conn> {
   explicit conn(loop &l);
   void close_all() noexcept override;
   void start_wait(int dir);
+#if LUAASIO_DIRECT_READ_WAIT
+  // Queues read_wait on the epoll registration; only right after a read
+  // found the socket empty (see reactor_wait.hpp).
+  void queue_read_wait();
+#endif
 
   void on_wait(int dir);
 
@@ -24,11 +29,14 @@ struct conn final : object, std::enable_shared_from_this<conn> {
   // could also consume the error the connect is to report: reads and writes
   // answer "would block" meanwhile.
   bool connecting = false;
+  bool tcp = false; // a TCP socket (not Unix); fits the padding here
   int32_t connect_slot = -1;
   // loop::runs when the last read returned EAGAIN (0: it did not)
   uint32_t eagain_at = 0;
   bool nodelay_pending = false; // TCP_NODELAY still to be set (see prepare_socket)
   bool wrote = false;
+  bool inq_tried = false; // TCP_INQ was asked for (see read_with_inq in conn.cpp)
+  bool read_inq = false;  // and is on: reads tell whether they emptied the socket
   // The server that accepted it, while that counts its open connections.
   std::shared_ptr<struct server> accepted_by;
 };

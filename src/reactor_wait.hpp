@@ -16,11 +16,16 @@
 //  2. Nothing else is queued on the socket's read queue: the library never
 //     starts Boost read operations on connections, and at most one read
 //     wait per connection is in flight (conn::waiting).
-//  3. No readiness event was consumed between the EAGAIN and the queueing:
-//     only luaasio_poll runs the reactor (only it calls epoll_wait), and
-//     the wait is queued only when the EAGAIN happened since the current
-//     poll began (conn::eagain_at == loop::runs). luaasio_poll finishes all
-//     ready work before it returns, so no handler runs in between either.
+//  3. No readiness event was consumed between the read that found the
+//     socket empty and the queueing: only luaasio_poll runs the reactor
+//     (only it calls epoll_wait), and the wait is queued only when the
+//     EAGAIN happened since the current poll began (conn::eagain_at ==
+//     loop::runs; luaasio_poll finishes all ready work before it returns,
+//     so no handler runs in between either), or in the same call as a TCP
+//     read that left the socket empty (read_with_inq in conn.cpp: TCP_INQ
+//     reported nothing queued and no FIN, and the last readiness report
+//     for the socket carried no error or hang-up, so no reset is pending
+//     whose report was consumed).
 //  4. The reactor interface is the one of Boost 1.74 to 1.81 with epoll:
 //     start_op(int op_type, socket_type, per_descriptor_data &, reactor_op
 //     *, bool is_continuation, bool allow_speculative). From 1.82 it takes

@@ -138,17 +138,21 @@ local function read_fail(c, code, parts)
 end
 
 -- One non-blocking read of up to `size` bytes into `p` (through TLS on a
--- TLS connection); recv reads into the shared buffer. Where
--- arming a wait costs a system call anyway, a short read means the socket
--- is most likely empty now, so the next read goes straight to waiting
--- instead of spending another one on "would block". On epoll a wait armed
--- right after "would block" is free, so there every wait follows a read.
+-- TLS connection); recv reads into the shared buffer. After a short read
+-- the socket is most likely empty, and the next read may go straight to
+-- waiting instead of spending a system call on "would block": where
+-- arming a wait costs a system call anyway, always; on epoll, when the
+-- read found the socket empty and queued the wait itself (a TCP read that
+-- the kernel said left nothing). Otherwise the next read reads first, and
+-- a wait armed right after its "would block" costs nothing.
 local SKIP_AFTER_SHORT_READ = C.luaasio_read_wait_cheap_after_eagain() == 0
 
 local function recv_into(c, p, size)
   if c.tls ~= 0 then return S.tls_recv(c, size, p) end
-  local r = C.luaasio_conn_read(loop, c.h, p, size)
-  c.drained = (SKIP_AFTER_SHORT_READ and r > 0 and r < size) and 1 or 0
+  local h = c.h
+  local r = C.luaasio_conn_read(loop, h, p, size)
+  c.drained = (r > 0 and r < size and (SKIP_AFTER_SHORT_READ
+    or C.luaasio_conn_read_wait_queued(loop, h) == 1)) and 1 or 0
   return r
 end
 
