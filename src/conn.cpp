@@ -11,16 +11,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #endif
 #if LUAASIO_DIRECT_READ_WAIT
 #include <sys/epoll.h>
-#ifndef TCP_INQ
-#define TCP_INQ 36
-#endif
-#ifndef TCP_CM_INQ
-#define TCP_CM_INQ TCP_INQ
-#endif
 #endif
 
 namespace luaasio {
@@ -159,22 +152,45 @@ static int32_t start_connect(loop *l, int32_t slot, const stream::endpoint &ep) 
 }
 
 #if LUAASIO_DIRECT_READ_WAIT
-// A read that leaves the socket empty lets the read wait Lua arms next be
-// queued at once, in the same call: the next read then waits instead of
+// A TCP read that leaves the socket empty lets the read wait Lua arms next
+// be queued at once, in the same call: the next read then waits instead of
 // spending a recv on EAGAIN, as a read after EAGAIN does (invariant 3 in
-// reactor_wait.hpp). A short read alone does not prove the socket empty:
-// the same read may have taken the peer's FIN (the next read gives EOF)
-// or bytes that arrived together with a reset (the next read gives the
-// error), and whose readiness report was consumed before the read. TCP_INQ
-// (Linux 4.18) makes recvmsg report the bytes still queued, or 1 once a FIN
-// has arrived; a reset shows in the events of the last report the reactor
-// consumed for the socket (EPOLLERR, EPOLLHUP), since every report after a
-// reset carries them. A reset not yet reported completes the wait.
-static void enable_inq(conn &c) {
-  c.inq_tried = true;
-  int one = 1;
-  c.read_inq = ::setsockopt(c.sock.native_handle(), IPPROTO_TCP, TCP_INQ, &one, sizeof one) == 0;
-}
+// reactor_wait.hpp).
+//
+// A non-blocking TCP recv returns fewer bytes than asked for only when it
+// emptied the receive queue, or when it stopped early: at the peer's FIN,
+// at an error (a reset), or at urgent data. Each of those three has already
+// been announced in a readiness report if it came before the report that
+// woke this reader, and the reactor keeps the events of the last report it
+// took for the socket: EPOLLRDHUP (FIN), EPOLLERR or EPOLLHUP (reset),
+// EPOLLPRI (urgent data), and every later report carries them too. What
+// arrives after that report makes a new one, which the queued wait gets.
+// So a short read whose socket's last report has none of them emptied the
+// socket, and nothing is owed to a wait queued now.
+//
+// Boost registers sockets without EPOLLRDHUP, so a connection asks for it
+// (one epoll_ctl) on its first short read; from its next read on, short
+// reads queue the wait. Re-arming the registration also reports again
+// whatever is pending at that moment, so a FIN taken before is not missed.
+//
+// The registration's mask and the epoll descriptor are private members of
+// the reactor, named here through explicit instantiation, where access is
+// not checked; the mask is updated with the registration, so that Boost's
+// own later epoll_ctl (adding EPOLLOUT) keeps EPOLLRDHUP.
+template <class Tag, typename Tag::type Member> struct reactor_member {
+  friend typename Tag::type member(Tag) { return Member; }
+};
+struct epoll_fd_tag {
+  using type = int asio::detail::epoll_reactor::*;
+  friend type member(epoll_fd_tag);
+};
+struct registered_events_tag {
+  using type = uint32_t asio::detail::epoll_reactor::descriptor_state::*;
+  friend type member(registered_events_tag);
+};
+template struct reactor_member<epoll_fd_tag, &asio::detail::epoll_reactor::epoll_fd_>;
+template struct reactor_member<registered_events_tag,
+                               &asio::detail::epoll_reactor::descriptor_state::registered_events_>;
 
 static_assert(std::is_base_of<asio::detail::scheduler_operation,
                               asio::detail::epoll_reactor::descriptor_state>::value,
@@ -191,38 +207,47 @@ struct last_report : asio::detail::scheduler_operation {
   }
 };
 
-static int read_with_inq(loop &l, conn &c, char *buf, int cap) {
-  iovec iov{buf, size_t(cap)};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n = ::recvmsg(c.sock.native_handle(), &msg, 0);
-  if (n <= 0) {
-    int rc = n == 0 ? LUAASIO_EOF : sys_error(errno);
-    c.eagain_at = rc == LUAASIO_EAGAIN ? l.runs : 0;
-    return rc;
+static void watch_peer_close(conn &c) {
+  c.rdhup_tried = true;
+  auto reg = c.sock.reactor_data();
+  if (!reg)
+    return;
+  uint32_t &registered = reg->*member(registered_events_tag{});
+  if (registered == 0) // not registered with epoll
+    return;
+  try {
+    if (!c.owner.reactor)
+      c.owner.reactor = &asio::use_service<asio::detail::reactor>(c.owner.ctx);
+  } catch (...) {
+    return;
   }
-  c.eagain_at = 0;
-  // Lua waits without reading again only after a short read.
-  if (n < cap && !c.waiting[LUAASIO_WAIT_READ]) {
-    int inq = -1;
-    for (cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
-      if (cm->cmsg_level == IPPROTO_TCP && cm->cmsg_type == TCP_CM_INQ &&
-          cm->cmsg_len >= CMSG_LEN(sizeof inq))
-        std::memcpy(&inq, CMSG_DATA(cm), sizeof inq);
-    auto reg = c.sock.reactor_data();
-    if (inq == 0 && reg && (last_report::events(reg) & (EPOLLERR | EPOLLHUP | EPOLLPRI)) == 0) {
-      // If queueing throws, Lua's wait starts one with async_wait.
-      try {
-        c.queue_read_wait();
-      } catch (...) {
-      }
-    }
+  auto &reactor = *static_cast<asio::detail::epoll_reactor *>(c.owner.reactor);
+  epoll_event ev{};
+  ev.events = registered | EPOLLRDHUP;
+  ev.data.ptr = reg;
+  if (::epoll_ctl(reactor.*member(epoll_fd_tag{}), EPOLL_CTL_MOD, c.sock.native_handle(), &ev) == 0) {
+    registered = ev.events;
+    c.rdhup = true;
   }
-  return static_cast<int>(n);
+}
+
+// After a TCP read that came back short: ask for EPOLLRDHUP the first time,
+// and from then on queue the read wait if the socket was emptied.
+static void after_short_read(conn &c) {
+  if (!c.rdhup) {
+    if (!c.rdhup_tried)
+      watch_peer_close(c);
+    return;
+  }
+  if (c.waiting[LUAASIO_WAIT_READ])
+    return;
+  if (last_report::events(c.sock.reactor_data()) & (EPOLLRDHUP | EPOLLERR | EPOLLHUP | EPOLLPRI))
+    return;
+  // If queueing throws, Lua's wait starts one with async_wait.
+  try {
+    c.queue_read_wait();
+  } catch (...) {
+  }
 }
 #endif
 
@@ -273,17 +298,11 @@ LUAASIO_EXPORT int luaasio_conn_read(luaasio_loop *l, int32_t h, char *buf, int 
 #if defined(__linux__)
   // recv() itself: the socket is non-blocking, and Boost's read_some adds
   // only error-code bookkeeping around the same call.
-#if LUAASIO_DIRECT_READ_WAIT
-  if (c->read_inq)
-    return read_with_inq(*l, *c, buf, cap);
-#endif
   ssize_t n = ::recv(c->sock.native_handle(), buf, size_t(cap), 0);
   int rc = n > 0 ? static_cast<int>(n) : n == 0 ? LUAASIO_EOF : sys_error(errno);
 #if LUAASIO_DIRECT_READ_WAIT
-  // A connection that reads short (a reply, a request) is one that waits
-  // between reads: from now on its reads tell whether it was emptied.
-  if (rc > 0 && rc < cap && c->tcp && !c->inq_tried)
-    enable_inq(*c);
+  if (rc > 0 && rc < cap && c->tcp)
+    after_short_read(*c);
 #endif
 #else
   error_code ec;

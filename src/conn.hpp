@@ -35,8 +35,8 @@ struct conn final : object, std::enable_shared_from_this<conn> {
   uint32_t eagain_at = 0;
   bool nodelay_pending = false; // TCP_NODELAY still to be set (see prepare_socket)
   bool wrote = false;
-  bool inq_tried = false; // TCP_INQ was asked for (see read_with_inq in conn.cpp)
-  bool read_inq = false;  // and is on: reads tell whether they emptied the socket
+  bool rdhup_tried = false; // EPOLLRDHUP was asked for (see watch_peer_close in conn.cpp)
+  bool rdhup = false;       // and is on: a short read may queue the read wait
   // The server that accepted it, while that counts its open connections.
   std::shared_ptr<struct server> accepted_by;
 };

@@ -22,10 +22,10 @@
 //     EAGAIN happened since the current poll began (conn::eagain_at ==
 //     loop::runs; luaasio_poll finishes all ready work before it returns,
 //     so no handler runs in between either), or in the same call as a TCP
-//     read that left the socket empty (read_with_inq in conn.cpp: TCP_INQ
-//     reported nothing queued and no FIN, and the last readiness report
-//     for the socket carried no error or hang-up, so no reset is pending
-//     whose report was consumed).
+//     read that came back short while the last readiness report for the
+//     socket carried no EPOLLRDHUP, EPOLLERR, EPOLLHUP or EPOLLPRI: such a
+//     read emptied the socket, and nothing that arrived before that report
+//     is left unread (after_short_read in conn.cpp).
 //  4. The reactor interface is the one of Boost 1.74 to 1.81 with epoll:
 //     start_op(int op_type, socket_type, per_descriptor_data &, reactor_op
 //     *, bool is_continuation, bool allow_speculative). From 1.82 it takes

@@ -229,6 +229,47 @@ test('a read after the last bytes ends with eof or the reset, whatever arrived w
   end)
 end)
 
+-- A TCP read also stops short at urgent data, with bytes still queued
+-- behind it: the read after it must get them, not wait for a readiness
+-- report that already came.
+test('a read that stopped at urgent data is followed by the bytes after it', function()
+  if T.windows then T.skip("sends urgent data with the C library's send()") end
+  local ffi = require 'ffi'
+  pcall(ffi.cdef, 'long send(int, const void *, unsigned long, int);')
+  local C, S = require('asio.lib').C, require 'asio.state'
+  go(function()
+    local got, err_at = {}, nil
+    local srv, port = T.server(function(c)
+      c:settimeout(2)
+      eq(c:read_some(), 'hello', 'first request')
+      assert(c:write('ok'))
+      while #table.concat(got) < 6 do
+        local d, err = c:read_some()
+        if d and #d > 0 then got[#got + 1] = d end
+        if err then err_at = err; break end
+      end
+      c:close()
+    end)
+    local c = assert(asio.connect('127.0.0.1', port))
+    assert(c:write('hello'))
+    eq(c:read(2), 'ok', 'reply')
+    -- One turn of this thread: all three are queued at the server before
+    -- its loop next looks for readiness.
+    assert(c:write('abc'))
+    local fd = tonumber(C.luaasio_conn_native(S.loop, c.h))
+    eq(tonumber(ffi.C.send(fd, 'X', 1, 1 --[[MSG_OOB]])), 1, 'urgent byte sent')
+    assert(c:write('def'))
+    for _ = 1, 300 do
+      if err_at or #table.concat(got) >= 6 then break end
+      asio.sleep(0.01)
+    end
+    eq(err_at, nil, 'read error')
+    eq(table.concat(got), 'abcdef', 'bytes around the urgent one')
+    c:close()
+    srv:close()
+  end)
+end)
+
 test('connection refused on a closed port', function()
   go(function()
     local srv = assert(asio.server('127.0.0.1', 0, function() end))
