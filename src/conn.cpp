@@ -9,7 +9,6 @@
 
 #if defined(__linux__)
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #endif
 #if LUAASIO_DIRECT_READ_WAIT
@@ -72,15 +71,19 @@ void read_wait_op::complete(void *owner, asio::detail::operation *base, const er
 #endif
 
 #if LUAASIO_DIRECT_READ_WAIT
+// The loop's epoll reactor, looked up once (use_service() takes a lock).
+static asio::detail::reactor &reactor_of(loop &l) {
+  if (!l.reactor)
+    l.reactor = &asio::use_service<asio::detail::reactor>(l.ctx);
+  return *static_cast<asio::detail::reactor *>(l.reactor);
+}
+
 void conn::queue_read_wait() {
   read_wait.holder = shared_from_this();
   read_wait.armed = false;
   read_wait.ec_ = error_code();
-  if (!owner.reactor)
-    owner.reactor = &asio::use_service<asio::detail::reactor>(owner.ctx);
-  auto &reactor = *static_cast<asio::detail::reactor *>(owner.reactor);
-  reactor.start_op(asio::detail::reactor::read_op, sock.native_handle(), sock.reactor_data(),
-                   &read_wait, false, true);
+  reactor_of(owner).start_op(asio::detail::reactor::read_op, sock.native_handle(),
+                             sock.reactor_data(), &read_wait, false, true);
   waiting[LUAASIO_WAIT_READ] = true;
 }
 #endif
@@ -215,17 +218,16 @@ static void watch_peer_close(conn &c) {
   uint32_t &registered = reg->*member(registered_events_tag{});
   if (registered == 0) // not registered with epoll
     return;
+  int epoll_fd;
   try {
-    if (!c.owner.reactor)
-      c.owner.reactor = &asio::use_service<asio::detail::reactor>(c.owner.ctx);
+    epoll_fd = reactor_of(c.owner).*member(epoll_fd_tag{});
   } catch (...) {
     return;
   }
-  auto &reactor = *static_cast<asio::detail::epoll_reactor *>(c.owner.reactor);
   epoll_event ev{};
   ev.events = registered | EPOLLRDHUP;
   ev.data.ptr = reg;
-  if (::epoll_ctl(reactor.*member(epoll_fd_tag{}), EPOLL_CTL_MOD, c.sock.native_handle(), &ev) == 0) {
+  if (::epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c.sock.native_handle(), &ev) == 0) {
     registered = ev.events;
     c.rdhup = true;
   }
